@@ -1,0 +1,22 @@
+"""ASGI entry point: plain HTTP through Django, WebSockets through Channels."""
+
+import os
+
+from channels.auth import AuthMiddlewareStack
+from channels.routing import ProtocolTypeRouter, URLRouter
+from channels.security.websocket import AllowedHostsOriginValidator
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "headwind_site.settings")
+django_asgi_app = get_asgi_application()
+
+websocket_urlpatterns: list = []  # the dashboard's live updates register here
+
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi_app,
+        "websocket": AllowedHostsOriginValidator(
+            AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
+        ),
+    }
+)

@@ -1,0 +1,35 @@
+"""``manage.py run_operator``: connects to the cluster and runs the watchers."""
+
+from __future__ import annotations
+
+import logging
+
+from django.core.management.base import BaseCommand, CommandError
+
+from operator_app import kube
+
+log = logging.getLogger("operator_app.run_operator")
+
+
+class Command(BaseCommand):
+    help = "Run Headwind's watchers and event processing against the configured cluster."
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--check", action="store_true", help="connect, report the cluster and exit"
+        )
+
+    def handle(self, *args, check: bool = False, **options):
+        try:
+            api = kube.api_client()
+            info = kube.probe(api)
+        except kube.ClusterUnreachable as exc:
+            raise CommandError(f"cannot reach a Kubernetes cluster: {exc}") from None
+        log.info("connected to %s (Kubernetes %s, credentials from %s)",
+                 info.server, info.version, info.source)
+        self.stdout.write(f"connected to {info.server} (Kubernetes {info.version})")
+        if check:
+            return
+        from operator_app.runner import run  # the engine; imported late to keep --check cheap
+
+        run(api)

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# `make demo`: runs Headwind locally. Without KUBECONFIG it starts the testbed (a real
+# kube-apiserver, controller-manager, scheduler, kwok node, registry and Redis on loopback).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=.venv/bin/python
+PORT=${HEADWIND_DEMO_PORT:-8000}
+STATE=${HEADWIND_DEMO_DIR:-/tmp/headwind-demo}
+mkdir -p "$STATE"
+export HEADWIND_DEV=true DJANGO_SETTINGS_MODULE=headwind_site.settings
+export DATABASE_URL=${DATABASE_URL:-sqlite:///$STATE/db.sqlite3}
+
+pids=()
+cleanup() {
+  trap - EXIT INT TERM
+  echo "==> stopping"
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  if [ -n "${STARTED_TESTBED:-}" ]; then $PY -m tests.testbed --dir "$STATE/testbed" down; fi
+}
+trap cleanup EXIT INT TERM
+
+if [ -z "${KUBECONFIG:-}" ]; then
+  echo "==> no KUBECONFIG: starting the local testbed"
+  $PY -m tests.testbed --dir "$STATE/testbed" down >/dev/null 2>&1 || true
+  $PY -m tests.testbed --dir "$STATE/testbed" up \
+      --notify-url "http://127.0.0.1:$PORT/webhook/registry" > "$STATE/testbed.env"
+  STARTED_TESTBED=1
+  # shellcheck disable=SC1091
+  source "$STATE/testbed.env"
+fi
+if [ -z "${REDIS_URL:-}" ]; then
+  echo "REDIS_URL is not set and no testbed was started: point it at a Redis server" >&2
+  exit 1
+fi
+
+$PY manage.py migrate --noinput -v0
+ADMIN_PASSWORD_FILE="$STATE/admin-password"
+[ -s "$ADMIN_PASSWORD_FILE" ] || $PY -c "import secrets;print(secrets.token_urlsafe(12))" > "$ADMIN_PASSWORD_FILE"
+ADMIN_PASSWORD=$(cat "$ADMIN_PASSWORD_FILE")
+$PY manage.py shell -c "
+from django.contrib.auth import get_user_model
+User = get_user_model()
+user, _ = User.objects.get_or_create(username='admin', defaults={'is_staff': True, 'is_superuser': True})
+user.set_password('$ADMIN_PASSWORD'); user.is_staff = user.is_superuser = True; user.save()
+"
+$PY manage.py collectstatic --noinput -v0
+
+mkdir -p "$STATE/logs"
+$PY -m daphne -b 127.0.0.1 -p "$PORT" headwind_site.asgi:application > "$STATE/logs/web.log" 2>&1 &
+pids+=($!)
+$PY -m celery -A headwind_site worker --pool=threads --concurrency=4 --loglevel=INFO \
+    > "$STATE/logs/worker.log" 2>&1 &
+pids+=($!)
+$PY manage.py run_operator > "$STATE/logs/operator.log" 2>&1 &
+pids+=($!)
+
+cat <<MSG
+
+Headwind is running: http://127.0.0.1:$PORT/
+  admin user:     admin
+  admin password: $ADMIN_PASSWORD
+  logs:           $STATE/logs/ (web, worker, operator)
+MSG
+[ -n "${STARTED_TESTBED:-}" ] && echo "  testbed env:    source $STATE/testbed.env   (kubeconfig, registry, Redis)"
+echo "Press Ctrl-C to stop."
+wait -n "${pids[@]}" || true
+echo "a Headwind process exited; see $STATE/logs/" >&2

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Installs what Headwind's demo and tests need on a fresh Debian 12 machine, and nothing twice:
+# Debian packages (registry, Redis, and for the UI tests Chromium), the Python virtualenv, and the
+# testbed's Go-built binaries (cached under ~/.cache/headwind/ by version).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_pkgs=()
+for pair in docker-registry:docker-registry redis-server:redis-server; do
+  bin=${pair%%:*}; pkg=${pair##*:}
+  command -v "$bin" >/dev/null 2>&1 || need_pkgs+=("$pkg")
+done
+if [ "${HEADWIND_WITH_BROWSER:-0}" = 1 ]; then
+  command -v chromium >/dev/null 2>&1 || need_pkgs+=(chromium)
+fi
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  echo "==> apt-get install ${need_pkgs[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+fi
+# Debian starts these as system services; the testbed runs its own instances on free ports.
+for svc in redis-server docker-registry; do
+  if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$svc" 2>/dev/null; then
+    systemctl stop "$svc" >/dev/null 2>&1 || true
+  fi
+done
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  echo "==> creating .venv"
+  "$PY" -m venv .venv
+fi
+stamp=.venv/.requirements.sha
+want=$(cat requirements.txt requirements-dev.txt | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "==> pip install -r requirements-dev.txt"
+  .venv/bin/pip install -q --disable-pip-version-check -r requirements-dev.txt
+  echo "$want" > "$stamp"
+fi
+
+if [ "${HEADWIND_SKIP_TESTBED_BUILD:-0}" != 1 ]; then
+  .venv/bin/python -m tests.testbed build
+fi

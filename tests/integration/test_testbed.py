@@ -1,0 +1,164 @@
+"""The foundation: everything later issues rely on really works on the testbed."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import requests
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+pytestmark = pytest.mark.testbed
+
+
+def deployment(name: str, image: str, replicas: int = 1) -> dict:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": name, "image": image}]},
+            },
+        },
+    }
+
+
+def test_create_deployment_and_read_it_back(kube_api, namespace):
+    apps = client.AppsV1Api(kube_api)
+    apps.create_namespaced_deployment(namespace, deployment("web", "nginx:1.2.3"))
+    read = apps.read_namespaced_deployment("web", namespace)
+    assert read.spec.template.spec.containers[0].image == "nginx:1.2.3"
+    assert read.metadata.uid
+
+
+def test_server_reports_the_built_version(kube_api, testbed):
+    assert client.VersionApi(kube_api).get_code().git_version == f"v{testbed.kubernetes_version}"
+
+
+def test_rbac_refuses_a_service_account_without_rights(kube_api, namespace, testbed):
+    core = client.CoreV1Api(kube_api)
+    core.create_namespaced_service_account(namespace, {"metadata": {"name": "nobody"}})
+    token = core.create_namespaced_service_account_token(
+        "nobody", namespace, {"spec": {"expirationSeconds": 600}}
+    ).status.token
+    config = client.Configuration()
+    config.host = testbed.apiserver_url
+    config.ssl_ca_cert = testbed.ca_file
+    config.api_key = {"authorization": f"Bearer {token}"}
+    with client.ApiClient(config) as as_nobody:
+        with pytest.raises(ApiException) as refused:
+            client.AppsV1Api(as_nobody).list_namespaced_deployment(namespace)
+        assert refused.value.status == 403
+
+        # Granting the right makes the same call succeed: the refusal was RBAC, not a broken token.
+        rbac = client.RbacAuthorizationV1Api(kube_api)
+        rbac.create_namespaced_role(namespace, {
+            "metadata": {"name": "read-deployments"},
+            "rules": [{"apiGroups": ["apps"], "resources": ["deployments"],
+                       "verbs": ["list"]}],
+        })
+        rbac.create_namespaced_role_binding(namespace, {
+            "metadata": {"name": "nobody-reads"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                        "name": "read-deployments"},
+            "subjects": [{"kind": "ServiceAccount", "name": "nobody", "namespace": namespace}],
+        })
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.AppsV1Api(as_nobody).list_namespaced_deployment(namespace)
+                break
+            except ApiException as exc:
+                if exc.status != 403 or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
+
+def test_deployment_rolls_out_to_ready_pods(kube_api, namespace):
+    apps = client.AppsV1Api(kube_api)
+    apps.create_namespaced_deployment(namespace, deployment("api", "example/api:1.0.0", 2))
+    wait_rolled_out(apps, namespace, "api", 2)
+    apps.patch_namespaced_deployment("api", namespace, {"spec": {"template": {"spec": {
+        "containers": [{"name": "api", "image": "example/api:1.1.0"}]}}}})
+    wait_rolled_out(apps, namespace, "api", 2)
+    pods = client.CoreV1Api(kube_api).list_namespaced_pod(namespace, label_selector="app=api")
+    running = [p for p in pods.items if p.metadata.deletion_timestamp is None]
+    assert {p.spec.containers[0].image for p in running} == {"example/api:1.1.0"}
+    assert all(p.spec.node_name == "kwok-node-0" for p in running)
+    assert all(
+        any(c.type == "Ready" and c.status == "True" for c in p.status.conditions)
+        for p in running
+    )
+
+
+def wait_rolled_out(apps, namespace: str, name: str, replicas: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        dep = apps.read_namespaced_deployment(name, namespace)
+        status = dep.status
+        if (
+            status.observed_generation == dep.metadata.generation
+            and status.updated_replicas == replicas
+            and status.ready_replicas == replicas
+            and status.available_replicas == replicas
+            and (status.replicas or 0) == replicas
+        ):
+            return
+        time.sleep(0.25)
+    raise AssertionError(f"{namespace}/{name} did not roll out: {status}")
+
+
+def test_pushed_image_is_listed_with_its_digest(registry_pusher, namespace):
+    repository = f"{namespace}/app"
+    digest = registry_pusher.push_image(repository, "1.2.3")
+    assert digest.startswith("sha256:") and len(digest) == 71
+    assert registry_pusher.list_tags(repository) == ["1.2.3"]
+    assert registry_pusher.head_digest(repository, "1.2.3") == digest
+    # Another content under the same tag moves the tag to another digest.
+    assert registry_pusher.push_image(repository, "1.2.3", content="rebuild") != digest
+
+
+def test_registry_requires_credentials(testbed):
+    assert requests.get(f"http://{testbed.registry}/v2/", timeout=5).status_code == 401
+    wrong = requests.get(f"http://{testbed.registry}/v2/", auth=("headwind", "wrong"), timeout=5)
+    assert wrong.status_code == 401
+
+
+def test_bearer_token_registry_round_trip(token_registry_pusher, namespace):
+    digest = token_registry_pusher.push_image(f"{namespace}/tok", "2.0.0")
+    assert token_registry_pusher.head_digest(f"{namespace}/tok", "2.0.0") == digest
+
+
+def test_registry_notification_reaches_a_local_endpoint(push_image, notification_sink, namespace,
+                                                        testbed):
+    repository = f"{namespace}/notified"
+    digest = push_image(repository, "3.1.4")
+
+    def is_our_push(note) -> bool:
+        return any(
+            e["action"] == "push" and e["target"]["repository"] == repository
+            and e["target"].get("tag") == "3.1.4"
+            for e in note.json()["events"]
+        )
+
+    note = notification_sink.wait_for(is_our_push)
+    event = next(e for e in note.json()["events"] if e["target"]["repository"] == repository)
+    assert event["target"]["digest"] == digest
+    assert event["request"]["host"] == testbed.registry
+    assert note.headers["Authorization"] == f"Bearer {testbed.notify_token}"
+
+
+def test_celery_task_round_trips_through_worker_and_redis(celery_worker, testbed, redis_url):
+    import redis
+
+    from operator_app.tasks import cluster_version
+
+    result = cluster_version.delay()
+    assert result.get(timeout=30) == f"v{testbed.kubernetes_version}"
+    assert redis.Redis.from_url(redis_url).ping()
+    assert b"cluster_version" in celery_worker.log_path.read_bytes()
