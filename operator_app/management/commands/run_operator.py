@@ -18,8 +18,12 @@ class Command(BaseCommand):
         parser.add_argument(
             "--check", action="store_true", help="connect, report the cluster and exit"
         )
+        parser.add_argument("--lease-namespace", default=None,
+                            help="namespace of the leader Lease (default $HEADWIND_NAMESPACE)")
+        parser.add_argument("--identity", default=None,
+                            help="this replica's name in the Lease (default host-pid)")
 
-    def handle(self, *args, check: bool = False, **options):
+    def handle(self, *args, check: bool = False, lease_namespace=None, identity=None, **options):
         try:
             api = kube.api_client()
             info = kube.probe(api)
@@ -32,4 +36,4 @@ class Command(BaseCommand):
             return
         from operator_app.runner import run  # the engine; imported late to keep --check cheap
 
-        run(api)
+        run(api, lease_namespace=lease_namespace, identity=identity)

@@ -1,0 +1,118 @@
+"""Leader election on a coordination.k8s.io/v1 Lease: with several replicas, one acts."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import socket
+import threading
+
+import urllib3
+
+from . import kube, metrics
+
+log = logging.getLogger(__name__)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _format(moment: dt.datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _parse(text: str | None) -> dt.datetime | None:
+    if not text:
+        return None
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+class LeaderElector(threading.Thread):
+    def __init__(self, api, namespace: str, name: str = "headwind-operator", *,
+                 identity: str | None = None, lease_seconds: int = 15, renew_seconds: float = 5,
+                 stop: threading.Event) -> None:
+        super().__init__(name="leader-elector", daemon=True)
+        self.api = api
+        self.path = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
+        self.name = name
+        self.identity = identity or f"{socket.gethostname()}-{os.getpid()}"
+        self.lease_seconds = lease_seconds
+        self.renew_seconds = renew_seconds
+        self.stop_event = stop
+        self.is_leader = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop_event.is_set():
+            try:
+                leading = self.try_acquire_or_renew()
+            except (kube.KubeError, urllib3.exceptions.HTTPError, OSError) as exc:
+                log.warning("leader election: %s", exc)
+                leading = False
+            if leading and not self.is_leader.is_set():
+                log.info("became leader as %s", self.identity)
+            if not leading and self.is_leader.is_set():
+                log.warning("lost leadership")
+            self.is_leader.set() if leading else self.is_leader.clear()
+            metrics.LEADER.set(1 if leading else 0)
+            self.stop_event.wait(self.renew_seconds)
+        if self.is_leader.is_set():
+            self.release()
+
+    def try_acquire_or_renew(self) -> bool:
+        now = _now()
+        try:
+            lease = kube.request(self.api, "GET", f"{self.path}/{self.name}")
+        except kube.KubeError as exc:
+            if exc.status != 404:
+                raise
+            return self._create(now)
+        spec = lease.get("spec") or {}
+        holder = spec.get("holderIdentity")
+        renewed = _parse(spec.get("renewTime")) or _parse(spec.get("acquireTime"))
+        duration = spec.get("leaseDurationSeconds") or self.lease_seconds
+        expired = renewed is None or now > renewed + dt.timedelta(seconds=duration)
+        if holder and holder != self.identity and not expired:
+            return False
+        new_spec = dict(spec, holderIdentity=self.identity, leaseDurationSeconds=self.lease_seconds,
+                        renewTime=_format(now))
+        if holder != self.identity:
+            new_spec["acquireTime"] = _format(now)
+            new_spec["leaseTransitions"] = (spec.get("leaseTransitions") or 0) + 1
+        lease["spec"] = new_spec
+        try:  # resourceVersion in the body makes this a compare-and-swap
+            kube.request(self.api, "PUT", f"{self.path}/{self.name}", body=lease)
+        except kube.KubeError as exc:
+            if exc.status == 409:
+                return False
+            raise
+        return True
+
+    def _create(self, now: dt.datetime) -> bool:
+        body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                "metadata": {"name": self.name},
+                "spec": {"holderIdentity": self.identity,
+                         "leaseDurationSeconds": self.lease_seconds,
+                         "acquireTime": _format(now), "renewTime": _format(now),
+                         "leaseTransitions": 0}}
+        try:
+            kube.request(self.api, "POST", self.path, body=body)
+        except kube.KubeError as exc:
+            if exc.status == 409:
+                return False
+            raise
+        return True
+
+    def release(self) -> None:
+        """Hand over at once on a clean shutdown instead of making the next leader wait."""
+        try:
+            lease = kube.request(self.api, "GET", f"{self.path}/{self.name}")
+            if (lease.get("spec") or {}).get("holderIdentity") == self.identity:
+                lease["spec"]["holderIdentity"] = None
+                lease["spec"]["renewTime"] = None
+                kube.request(self.api, "PUT", f"{self.path}/{self.name}", body=lease)
+        except (kube.KubeError, urllib3.exceptions.HTTPError, OSError) as exc:
+            log.info("could not release the lease: %s", exc)
+        self.is_leader.clear()
+        metrics.LEADER.set(0)

@@ -1,0 +1,67 @@
+"""Prometheus metrics of the update path. Names follow the original operator where they fit.
+
+Each process exports what it does: the web process at ``/metrics``; ``run_operator`` and the
+Celery worker on their own ports (``HEADWIND_OPERATOR_METRICS_PORT``, default 9090, and
+``HEADWIND_WORKER_METRICS_PORT``, default 9091; ``0`` turns the listener off).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+log = logging.getLogger(__name__)
+
+WEBHOOK_EVENTS = Counter(
+    "headwind_webhook_events_total",
+    "Registry webhook requests by source and outcome "
+    "(accepted, ignored, rejected_auth, rejected_invalid).",
+    ["source", "outcome"],
+)
+EVENTS_PROCESSED = Counter(
+    "headwind_events_processed_total", "Image events the engine consumed.", ["source"]
+)
+DECISIONS = Counter(
+    "headwind_decisions_total",
+    "Per matching container: update, approval, unchanged, source_ignored, invalid_policy.",
+    ["kind", "namespace", "outcome"],
+)
+DECISION_SECONDS = Histogram(
+    "headwind_event_decision_seconds",
+    "Time from an event to all its decisions (index lookup and policy).",
+    buckets=(0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0),
+)
+UPDATE_REQUESTS_CREATED = Counter(
+    "headwind_update_requests_created_total", "UpdateRequests created.", ["kind", "namespace"]
+)
+UPDATE_REQUESTS_SUPERSEDED = Counter(
+    "headwind_update_requests_superseded_total",
+    "Pending UpdateRequests replaced by a newer proposal.",
+    ["kind", "namespace"],
+)
+UPDATES_APPLIED = Counter(
+    "headwind_updates_applied_total", "Workload images patched.", ["kind", "namespace"]
+)
+UPDATES_FAILED = Counter(
+    "headwind_updates_failed_total", "Updates that failed (recorded with a reason).",
+    ["kind", "namespace"],
+)
+UPDATES_SKIPPED_INTERVAL = Counter(
+    "headwind_updates_skipped_interval_total",
+    "Updates deferred by headwind.sh/min-update-interval.",
+    ["kind", "namespace"],
+)
+WATCHED = Gauge("headwind_workloads_watched", "Opted-in workloads in the cache.", ["kind"])
+WATCH_RESTARTS = Counter(
+    "headwind_watch_restarts_total", "Watch streams restarted, by reason (expired, error).",
+    ["kind", "reason"],
+)
+LEADER = Gauge("headwind_leader", "1 while this process holds the leader Lease.")
+
+
+def serve(port: int) -> None:
+    """Start a metrics listener unless the port is 0."""
+    if port:
+        start_http_server(port, addr="0.0.0.0")
+        log.info("metrics on :%d/metrics", port)

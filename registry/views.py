@@ -1,0 +1,69 @@
+"""Registry webhook endpoints: authenticate, parse, queue durably, answer 202."""
+
+from __future__ import annotations
+
+import logging
+
+import redis
+from django.http import JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from operator_app import eventqueue
+from operator_app.metrics import WEBHOOK_EVENTS
+
+from . import auth
+from .webhooks import MAX_BODY_BYTES, PARSERS, PayloadError
+
+log = logging.getLogger(__name__)
+
+JSON_TYPES = ("application/json", "application/vnd.docker.distribution.events.v1+json",
+              "application/cloudevents+json", "application/cloudevents-batch+json", "text/plain")
+
+
+def _refuse(source: str, status: int, outcome: str, reason: str) -> JsonResponse:
+    WEBHOOK_EVENTS.labels(source, outcome).inc()
+    log.info("webhook %s refused (%d): %s", source, status, reason)
+    return JsonResponse({"error": reason}, status=status)
+
+
+@csrf_exempt
+@require_POST
+def receive(request, source: str, token: str | None = None) -> JsonResponse:
+    parser = PARSERS.get(source)
+    if parser is None:
+        return JsonResponse({"error": f"unknown webhook source {source!r}"}, status=404)
+    try:
+        length = int(request.headers.get("Content-Length") or 0)
+    except ValueError:
+        return _refuse(source, 400, "rejected_invalid", "invalid Content-Length")
+    if length > MAX_BODY_BYTES:
+        return _refuse(source, 413, "rejected_invalid", f"body larger than {MAX_BODY_BYTES} bytes")
+    body = request.body
+    verdict = auth.check(source, request.headers, body, token)
+    if not verdict.ok:
+        return _refuse(source, verdict.status, "rejected_auth", verdict.reason)
+    content_type = request.content_type or ""
+    if content_type and content_type not in JSON_TYPES:
+        return _refuse(source, 415, "rejected_invalid", f"unsupported content type {content_type}")
+    try:
+        result = parser(body, request.headers)
+    except PayloadError as exc:
+        return _refuse(source, 400, "rejected_invalid", exc.reason)
+    if result.response is not None:
+        WEBHOOK_EVENTS.labels(source, "ignored").inc()
+        return JsonResponse(result.response, status=200)
+    if not result.events:
+        WEBHOOK_EVENTS.labels(source, "ignored").inc()
+        return JsonResponse({"accepted": 0, "ignored": result.ignored}, status=202)
+    try:
+        eventqueue.publish(eventqueue.connect(), result.events)
+    except redis.RedisError as exc:
+        log.error("webhook %s: event queue unavailable: %s", source, exc.__class__.__name__)
+        return JsonResponse({"error": "event queue unavailable; retry later"}, status=503)
+    WEBHOOK_EVENTS.labels(source, "accepted").inc()
+    return JsonResponse(
+        {"accepted": len(result.events), "ignored": result.ignored,
+         "events": [{"repository": e.repository, "tag": e.tag} for e in result.events]},
+        status=202,
+    )
