@@ -12,7 +12,7 @@ import logging
 import random
 import threading
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import urllib3
 
@@ -40,6 +40,10 @@ class WorkloadCache:
 
     def get(self, key: Key) -> WorkloadProjection | None:
         return self._items.get(key)
+
+    def snapshot(self) -> list[WorkloadProjection]:
+        with self._lock:
+            return list(self._items.values())
 
     def count(self, kind: str) -> int:
         return self._counts[kind]
@@ -107,21 +111,31 @@ class Expired(Exception):
     """The watch's resourceVersion is too old (410 Gone): re-list."""
 
 
-class Informer(threading.Thread):
-    """List, then watch from the list's resourceVersion; keeps one kind in the cache."""
+class ListWatcher(threading.Thread):
+    """List a collection, then watch it from the list's resourceVersion, for ever.
+
+    Subclasses say what a listing and a change mean (:meth:`replace`, :meth:`apply_event`);
+    this class owns bookmarks, 410 re-lists and reconnect backoff, for workloads and the
+    UpdateRequest mirror alike.
+    """
 
     page_size = 500
     watch_timeout = 290  # server-side; the client read timeout is a little longer
 
-    def __init__(self, api, kind: WorkloadKind, cache: WorkloadCache,
-                 stop: threading.Event) -> None:
-        super().__init__(name=f"informer-{kind.kind}", daemon=True)
+    def __init__(self, api, path: str, label: str, stop: threading.Event) -> None:
+        super().__init__(name=f"watch-{label}", daemon=True)
         self.api = api
-        self.kind = kind
-        self.cache = cache
+        self.path = path
+        self.label = label
         self.stop_event = stop
         self.synced = threading.Event()
         self.resource_version = ""
+
+    def replace(self, objects: Iterator[dict]) -> None:
+        raise NotImplementedError
+
+    def apply_event(self, event_type: str, obj: dict) -> None:
+        raise NotImplementedError
 
     def run(self) -> None:
         backoff = 0.5
@@ -134,52 +148,50 @@ class Informer(threading.Thread):
                 self.watch()
                 backoff = 0.5
             except Expired:
-                metrics.WATCH_RESTARTS.labels(self.kind.kind, "expired").inc()
-                log.info("%s watch expired; re-listing", self.kind.kind)
+                metrics.WATCH_RESTARTS.labels(self.label, "expired").inc()
+                log.info("%s watch expired; re-listing", self.label)
                 need_list = True
             except (kube.KubeError, urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
-                metrics.WATCH_RESTARTS.labels(self.kind.kind, "error").inc()
+                metrics.WATCH_RESTARTS.labels(self.label, "error").inc()
                 if isinstance(exc, kube.KubeError) and exc.status == 410:
                     need_list = True
                     continue
                 backoff = self._pause(backoff, str(exc))
-            except Exception:  # noqa: BLE001 - a dead informer would silently stop all updates
-                log.exception("%s informer failed unexpectedly; re-listing", self.kind.kind)
-                metrics.WATCH_RESTARTS.labels(self.kind.kind, "error").inc()
+            except Exception:  # noqa: BLE001 - a dead watcher would silently stop all updates
+                log.exception("%s watcher failed unexpectedly; re-listing", self.label)
+                metrics.WATCH_RESTARTS.labels(self.label, "error").inc()
                 need_list = True
                 backoff = self._pause(backoff, "unexpected error")
 
     def _pause(self, backoff: float, why: str) -> float:
         delay = backoff * (1 + random.random() / 2)
-        log.warning("%s watch failed (%s); retrying in %.1fs", self.kind.kind, why, delay)
+        log.warning("%s watch failed (%s); retrying in %.1fs", self.label, why, delay)
         self.stop_event.wait(delay)
         return min(backoff * 2, 30)
 
     def list(self) -> None:
-        items: list[WorkloadProjection] = []
-        token = None
-        while True:
-            page = kube.request(self.api, "GET", self.kind.collection_path(),
-                                query={"limit": self.page_size, "continue": token}, timeout=60)
-            for obj in page.get("items") or []:
-                obj.setdefault("metadata", {})
-                projection = project(self.kind, obj)
-                if projection is not None:
-                    items.append(projection)
-            token = (page.get("metadata") or {}).get("continue")
-            if not token:
-                self.resource_version = page["metadata"]["resourceVersion"]
-                break
-        self.cache.replace_kind(self.kind.kind, items)
-        metrics.WATCHED.labels(self.kind.kind).set(self.cache.count(self.kind.kind))
+        """Page through the collection; the subclass consumes objects as they arrive."""
+        def pages() -> Iterator[dict]:
+            token = None
+            while True:
+                page = kube.request(self.api, "GET", self.path,
+                                    query={"limit": self.page_size, "continue": token},
+                                    timeout=60)
+                for obj in page.get("items") or []:
+                    obj.setdefault("metadata", {})
+                    yield obj
+                token = (page.get("metadata") or {}).get("continue")
+                if not token:
+                    self.resource_version = page["metadata"]["resourceVersion"]
+                    return
+
+        self.replace(pages())
         self.synced.set()
-        log.info("%s: %d opted-in workloads listed", self.kind.kind, len(items))
 
     def watch(self) -> None:
         query = {"watch": "true", "resourceVersion": self.resource_version,
                  "allowWatchBookmarks": "true", "timeoutSeconds": self.watch_timeout}
-        for event in kube.stream(self.api, self.kind.collection_path(), query,
-                                 read_timeout=self.watch_timeout + 30):
+        for event in kube.stream(self.api, self.path, query, read_timeout=self.watch_timeout + 30):
             if self.stop_event.is_set():
                 return
             kind, obj = event.get("type"), event.get("object") or {}
@@ -193,6 +205,22 @@ class Informer(threading.Thread):
             if kind == "BOOKMARK":
                 continue
             self.apply_event(kind, obj)
+
+
+class Informer(ListWatcher):
+    """Keeps one workload kind's opted-in objects in the cache."""
+
+    def __init__(self, api, kind: WorkloadKind, cache: WorkloadCache,
+                 stop: threading.Event) -> None:
+        super().__init__(api, kind.collection_path(), kind.kind, stop)
+        self.kind = kind
+        self.cache = cache
+
+    def replace(self, objects: Iterator[dict]) -> None:
+        items = [p for p in (project(self.kind, obj) for obj in objects) if p is not None]
+        self.cache.replace_kind(self.kind.kind, items)
+        metrics.WATCHED.labels(self.kind.kind).set(self.cache.count(self.kind.kind))
+        log.info("%s: %d opted-in workloads listed", self.kind.kind, len(items))
 
     def apply_event(self, event_type: str, obj: dict) -> None:
         meta = obj.get("metadata") or {}

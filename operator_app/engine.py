@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
 from . import metrics
 from .cache import WorkloadCache
-from .core.events import ImagePushEvent
-from .core.images import InvalidImageReference, parse_image
+from .core.events import EventSource, ImagePushEvent
+from .core.images import InvalidImageReference, parse_image, short_digest
 from .core.policy import Decision, InvalidPolicy, Policy, PolicySpec, choose_target, decide_digest
 from .workloads import ContainerImage, WorkloadProjection
 
@@ -48,11 +49,25 @@ class Engine:
         self._specs: dict[tuple, PolicySpec | InvalidPolicy] = {}
 
     def handle(self, event: ImagePushEvent) -> list[UpdatePlan]:
+        """One pushed tag (webhook): each matching container decides on that tag alone."""
+        return self.handle_candidates(event.repository, {event.tag: event.digest}, event.source)
+
+    def handle_candidates(self, repository: str, candidates: Mapping[str, str | None],
+                          source: str, *, only: set[tuple[str, str, str]] | None = None,
+                          ) -> list[UpdatePlan]:
+        """Tags (and digests, where known) that exist in ``repository``: the poller's view.
+
+        Each matching container picks its single best target among all of them, so a patch-
+        policy workload and a minor-policy workload on the same repository each get one plan.
+        ``only`` restricts to the given workload keys (those whose polling interval is due).
+        """
         started = time.perf_counter()
-        metrics.EVENTS_PROCESSED.labels(event.source).inc()
+        metrics.EVENTS_PROCESSED.labels(str(source)).inc()
         plans = []
-        for workload, container in self.cache.matches(event.repository):
-            plan = self.decide(event, workload, container)
+        for workload, container in self.cache.matches(repository):
+            if only is not None and workload.key not in only:
+                continue
+            plan = self.decide(candidates, source, workload, container)
             if plan is None:
                 continue
             plans.append(plan)
@@ -63,14 +78,14 @@ class Engine:
         metrics.DECISION_SECONDS.observe(time.perf_counter() - started)
         return plans
 
-    def decide(self, event: ImagePushEvent, workload: WorkloadProjection,
-               container: ContainerImage) -> UpdatePlan | None:
+    def decide(self, candidates: Mapping[str, str | None], source: str,
+               workload: WorkloadProjection, container: ContainerImage) -> UpdatePlan | None:
         labels = (workload.kind, workload.namespace)
         spec = self._spec(workload)
         if isinstance(spec, InvalidPolicy):
             metrics.DECISIONS.labels(*labels, "invalid_policy").inc()
             return None
-        if not spec.accepts_source(event.source):
+        if not spec.accepts_source(EventSource(source)):
             metrics.DECISIONS.labels(*labels, "source_ignored").inc()
             return None
         if not spec.applies_to_container(container.name):
@@ -79,13 +94,15 @@ class Engine:
             current = parse_image(container.image)
         except InvalidImageReference:
             return None
-        decision = _decide(spec, current.effective_tag or "latest", current.digest, event)
+        current_tag = current.effective_tag or "latest"
+        decision = _decide(spec, current_tag, current.digest, candidates)
         if decision is None:
             metrics.DECISIONS.labels(*labels, "unchanged").inc()
             return None
+        new_digest = decision.digest or candidates.get(decision.tag)
         # Keep a digest pin when the user pinned one (and we know the new digest).
-        digest = decision.digest or (event.digest if current.digest else None)
-        new_image = current.with_tag(decision.tag, digest)
+        new_image = current.with_tag(decision.tag, decision.digest or (
+            new_digest if current.digest else None))
         if new_image == container.image:
             metrics.DECISIONS.labels(*labels, "unchanged").inc()
             return None
@@ -94,7 +111,7 @@ class Engine:
         log.info("%s %s/%s container %s: %s (%s)", workload.kind, workload.namespace,
                  workload.name, container.name, decision.reason, outcome)
         return UpdatePlan(workload, container.name, container.image, new_image,
-                          event.digest, spec, decision.reason, str(event.source))
+                          new_digest, spec, decision.reason, str(source))
 
     def _spec(self, workload: WorkloadProjection) -> PolicySpec | InvalidPolicy:
         """Parsed once per annotation set: 10,000 workloads often share a handful."""
@@ -112,12 +129,13 @@ class Engine:
 
 
 def _decide(spec: PolicySpec, current_tag: str, current_digest: str | None,
-            event: ImagePushEvent) -> Decision | None:
+            candidates: Mapping[str, str | None]) -> Decision | None:
     if spec.policy is Policy.DIGEST:
-        if event.tag != current_tag or not event.digest:
+        digest = candidates.get(current_tag)
+        if not digest:
             return None
         if current_digest is None:
-            return Decision(tag=current_tag, digest=event.digest,
-                            reason=f"digest policy: pin {current_tag} to {event.digest[:19]}")
-        return decide_digest(current_digest, event.digest, tag=current_tag)
-    return choose_target(spec, current_tag, [event.tag])
+            return Decision(tag=current_tag, digest=digest,
+                            reason=f"digest policy: pin {current_tag} to {short_digest(digest)}")
+        return decide_digest(current_digest, digest, tag=current_tag)
+    return choose_target(spec, current_tag, candidates)

@@ -54,8 +54,9 @@ UPDATES_SKIPPED_INTERVAL = Counter(
 )
 WATCHED = Gauge("headwind_workloads_watched", "Opted-in workloads in the cache.", ["kind"])
 WATCH_RESTARTS = Counter(
-    "headwind_watch_restarts_total", "Watch streams restarted, by reason (expired, error).",
-    ["kind", "reason"],
+    "headwind_watch_restarts_total",
+    "Watch streams restarted, by watched collection and reason (expired, error).",
+    ["collection", "reason"],
 )
 LEADER = Gauge("headwind_leader", "1 while this process holds the leader Lease.")
 

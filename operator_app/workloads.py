@@ -155,6 +155,8 @@ class WorkloadProjection:
     resource_version: str
     annotations: tuple[tuple[str, str], ...]
     containers: tuple[ContainerImage, ...]
+    pull_secrets: tuple[str, ...] = ()
+    service_account: str = "default"
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -171,6 +173,7 @@ def project(kind: WorkloadKind, obj: dict) -> WorkloadProjection | None:
     annotations = meta.get("annotations") or {}
     if "headwind.sh/policy" not in annotations:
         return None
+    pod_spec = kind.pod_spec(obj)
     ours = tuple(sorted((k, v) for k, v in annotations.items() if k.startswith(ANNOTATION_PREFIX)
                         and k != "headwind.sh/update-history"))
     return WorkloadProjection(
@@ -181,4 +184,7 @@ def project(kind: WorkloadKind, obj: dict) -> WorkloadProjection | None:
         resource_version=meta.get("resourceVersion", ""),
         annotations=ours,
         containers=tuple(kind.containers(obj)),
+        pull_secrets=tuple(ref.get("name", "") for ref in pod_spec.get("imagePullSecrets") or []
+                           if ref.get("name")),
+        service_account=pod_spec.get("serviceAccountName") or "default",
     )

@@ -1,0 +1,123 @@
+"""Per-event decision cost with 100 and 10,000 opted-in workloads in the cache, and RSS.
+
+Workloads are real Deployment objects (as the API returns them) turned into the cache's
+projections; every event matches exactly one container, so the figures show what the cache size
+alone costs. Run: ``.venv/bin/python bench/fanout.py [--events 5000]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "headwind_site.settings")
+os.environ.setdefault("HEADWIND_DEV", "true")
+
+import django  # noqa: E402
+
+django.setup()
+
+from operator_app.cache import WorkloadCache  # noqa: E402
+from operator_app.core.events import ImagePushEvent  # noqa: E402
+from operator_app.engine import Engine  # noqa: E402
+from operator_app.workloads import DEPLOYMENT, project  # noqa: E402
+
+
+class CountingDispatcher:
+    def __init__(self) -> None:
+        self.proposed = self.applied = 0
+
+    def propose(self, plan) -> None:
+        self.proposed += 1
+
+    def apply(self, plan) -> None:
+        self.applied += 1
+
+
+def deployment(index: int) -> dict:
+    name = f"svc-{index}"
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {
+            "name": name, "namespace": f"team-{index % 50}", "uid": f"uid-{index}",
+            "resourceVersion": str(1000 + index), "labels": {"app": name, "tier": "web"},
+            "annotations": {"headwind.sh/policy": ("minor", "patch", "major")[index % 3],
+                            "headwind.sh/require-approval": "true",
+                            "deployment.kubernetes.io/revision": "3"},
+        },
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": name}},
+                 "template": {"metadata": {"labels": {"app": name}}, "spec": {
+                     "initContainers": [{"name": "migrate",
+                                         "image": f"registry.example.com/team/{name}-migrate:1.2.3"}],
+                     "containers": [
+                         {"name": "app", "image": f"registry.example.com/team/{name}:1.2.3",
+                          "env": [{"name": "LOG_LEVEL", "value": "info"}] * 5},
+                         {"name": "sidecar", "image": "docker.io/envoyproxy/envoy:v1.30.1"},
+                     ]}}},
+        "status": {"replicas": 2, "readyReplicas": 2},
+    }
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def measure(workloads: int, events: int) -> dict:
+    cache = WorkloadCache()
+    started = time.perf_counter()
+    for index in range(workloads):
+        cache.upsert(project(DEPLOYMENT, deployment(index)))
+    fill = time.perf_counter() - started
+    gc.collect()
+    dispatcher = CountingDispatcher()
+    engine = Engine(cache, dispatcher)
+    samples = []
+    for n in range(events):
+        target = (n * 7919) % workloads
+        event = ImagePushEvent(f"registry.example.com/team/svc-{target}", "1.3.0",
+                               "sha256:" + "ab" * 32)
+        t0 = time.perf_counter()
+        engine.handle(event)
+        samples.append(time.perf_counter() - t0)
+    samples.sort()
+    return {
+        "workloads": workloads, "fill_s": fill, "events": events,
+        "mean_us": statistics.fmean(samples) * 1e6,
+        "p50_us": samples[len(samples) // 2] * 1e6,
+        "p95_us": samples[int(len(samples) * 0.95)] * 1e6,
+        "dispatched": dispatcher.proposed + dispatcher.applied,
+        "rss_mb": rss_mb(), "cache": cache,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--events", type=int, default=5000)
+    args = parser.parse_args()
+    base_rss = rss_mb()
+    small = measure(100, args.events)
+    del small["cache"]
+    gc.collect()
+    large = measure(10_000, args.events)
+    print(f"process RSS before caches: {base_rss:.1f} MB")
+    for row in (small, large):
+        print(f"{row['workloads']:>6} workloads: fill {row['fill_s'] * 1000:.0f} ms, "
+              f"per event mean {row['mean_us']:.1f} µs, p50 {row['p50_us']:.1f} µs, "
+              f"p95 {row['p95_us']:.1f} µs, {row['dispatched']} dispatched, "
+              f"RSS {row['rss_mb']:.1f} MB")
+    ratio = large["p50_us"] / small["p50_us"]
+    print(f"p50 ratio 10,000 / 100: {ratio:.2f} (target ≤ 1.5); "
+          f"RSS at 10,000: {large['rss_mb']:.1f} MB (target ≤ 150 MB)")
+
+
+if __name__ == "__main__":
+    main()
