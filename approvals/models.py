@@ -1,0 +1,121 @@
+"""The UpdateRequest mirror and what people do with it.
+
+``UpdateRequest`` rows are a cache of the custom resources (the cluster is the truth): the
+operator's mirror watcher writes them, and every action writes the custom resource first.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+
+class Phase(models.TextChoices):
+    PENDING = "Pending"
+    APPROVED = "Approved"
+    REJECTED = "Rejected"
+    COMPLETED = "Completed"
+    FAILED = "Failed"
+    EXPIRED = "Expired"
+    SUPERSEDED = "Superseded"
+
+
+class UpdateRequest(models.Model):
+    namespace = models.CharField(max_length=253)
+    name = models.CharField(max_length=253)
+    uid = models.CharField(max_length=64, unique=True)
+    resource_version = models.CharField(max_length=64)
+
+    target_api_version = models.CharField(max_length=64)
+    target_kind = models.CharField(max_length=32)
+    target_name = models.CharField(max_length=253)
+    container = models.CharField(max_length=253)
+    current_image = models.CharField(max_length=1024)
+    new_image = models.CharField(max_length=1024)
+    new_digest = models.CharField(max_length=128, blank=True)
+    policy = models.CharField(max_length=16)
+    reason = models.TextField(blank=True)
+    source = models.CharField(max_length=16, blank=True)
+
+    phase = models.CharField(max_length=16, choices=Phase.choices, default=Phase.PENDING)
+    approvals_required = models.PositiveSmallIntegerField(default=1)
+    approvals = models.JSONField(default=list, blank=True)
+    approved_by = models.CharField(max_length=253, blank=True)
+    rejected_by = models.CharField(max_length=253, blank=True)
+    message = models.TextField(blank=True)
+
+    created_at = models.DateTimeField()  # the custom resource's creationTimestamp
+    expires_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    mirrored_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["namespace", "name"], name="ur_namespace_name"),
+        ]
+        indexes = [
+            models.Index(fields=["phase", "-created_at"], name="ur_phase_created"),
+            models.Index(fields=["namespace", "phase", "-created_at"], name="ur_ns_phase_created"),
+            models.Index(fields=["target_kind", "-created_at"], name="ur_kind_created"),
+            models.Index(fields=["policy", "-created_at"], name="ur_policy_created"),
+            models.Index(fields=["-created_at"], name="ur_created"),
+        ]
+        ordering = ["-created_at"]
+        permissions = [("approve_updaterequest", "Can approve or reject update requests")]
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.phase in (Phase.PENDING, Phase.APPROVED)
+
+
+class NamespaceGrant(models.Model):
+    """Which namespaces a group or user may approve in (shell-style patterns, ``*`` for all)."""
+
+    group = models.ForeignKey("auth.Group", null=True, blank=True, on_delete=models.CASCADE)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                             on_delete=models.CASCADE)
+    pattern = models.CharField(max_length=253, help_text="e.g. team-a, team-*, or *")
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(group__isnull=False) | models.Q(user__isnull=False),
+                name="grant_has_group_or_user",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        who = self.group.name if self.group_id else self.user.get_username()
+        return f"{who}: {self.pattern}"
+
+
+class AuditEvent(models.Model):
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+    actor = models.CharField(max_length=253)
+    action = models.CharField(max_length=32)  # approve, reject, rollback, login_failed, ...
+    target = models.CharField(max_length=512, blank=True)
+    result = models.CharField(max_length=16)  # success, refused, error
+    reason = models.TextField(blank=True)
+    details = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-at"]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor} {self.action} {self.target}"
+
+
+class ApiToken(models.Model):
+    """A personal API token; only its SHA-256 is stored."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
+    name = models.CharField(max_length=100)
+    key_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.user.get_username()}: {self.name}"
