@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 
 import redis
-from django.http import JsonResponse
+from django.http import HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_http_methods
 
 from operator_app import eventqueue
 from operator_app.metrics import WEBHOOK_EVENTS
@@ -18,7 +18,20 @@ from .webhooks import MAX_BODY_BYTES, PARSERS, PayloadError
 log = logging.getLogger(__name__)
 
 JSON_TYPES = ("application/json", "application/vnd.docker.distribution.events.v1+json",
-              "application/cloudevents+json", "application/cloudevents-batch+json", "text/plain")
+              "application/vnd.docker.distribution.events.v2+json",
+              "application/cloudevents+json", "application/cloudevents-batch+json", "text/plain",
+              "application/x-www-form-urlencoded")
+
+
+def _cloudevents_handshake(request) -> HttpResponse:
+    """CloudEvents webhook validation (Azure Event Grid's CloudEvents schema) uses OPTIONS."""
+    origin = request.headers.get("WebHook-Request-Origin")
+    response = HttpResponse(status=200 if origin else 204)
+    response["Allow"] = "POST, OPTIONS"
+    if origin:
+        response["WebHook-Allowed-Origin"] = origin
+        response["WebHook-Allowed-Rate"] = "120"
+    return response
 
 
 def _refuse(source: str, status: int, outcome: str, reason: str) -> JsonResponse:
@@ -28,11 +41,13 @@ def _refuse(source: str, status: int, outcome: str, reason: str) -> JsonResponse
 
 
 @csrf_exempt
-@require_POST
-def receive(request, source: str, token: str | None = None) -> JsonResponse:
+@require_http_methods(["POST", "OPTIONS"])
+def receive(request, source: str, token: str | None = None) -> HttpResponse:
     parser = PARSERS.get(source)
     if parser is None:
         return JsonResponse({"error": f"unknown webhook source {source!r}"}, status=404)
+    if request.method == "OPTIONS":
+        return _cloudevents_handshake(request)
     try:
         length = int(request.headers.get("Content-Length") or 0)
     except ValueError:
