@@ -1,0 +1,158 @@
+"""End to end on the testbed: registry push → notification → webhook → stream → operator (leader
+of two) → Celery worker → patched workload or one UpdateRequest."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import requests
+from kubernetes import client
+
+from operator_app import kube
+from operator_app.workloads import KINDS
+
+pytestmark = [pytest.mark.testbed, pytest.mark.django_db(transaction=True)]
+
+ANNOTATIONS = {
+    "headwind.sh/policy": "minor",
+    "headwind.sh/require-approval": "false",
+    "headwind.sh/min-update-interval": "0",
+}
+
+
+def workload(kind: str, name: str, image: str, annotations: dict) -> dict:
+    pod = {"metadata": {"labels": {"app": name}},
+           "spec": {"containers": [{"name": "app", "image": image}]}}
+    spec: dict
+    if kind == "CronJob":
+        pod["spec"]["restartPolicy"] = "OnFailure"
+        spec = {"schedule": "0 0 1 1 *", "jobTemplate": {"spec": {"template": pod}}}
+    else:
+        spec = {"selector": {"matchLabels": {"app": name}}, "template": pod}
+        if kind != "DaemonSet":
+            spec["replicas"] = 1
+        if kind == "StatefulSet":
+            spec["serviceName"] = name
+    return {"apiVersion": KINDS[kind].api_version, "kind": kind,
+            "metadata": {"name": name, "annotations": annotations}, "spec": spec}
+
+
+def create(kube_api, namespace: str, obj: dict) -> None:
+    kube.request(kube_api, "POST", KINDS[obj["kind"]].collection_path(namespace), body=obj)
+
+
+def read(kube_api, namespace: str, kind: str, name: str) -> dict:
+    return kube.request(kube_api, "GET", KINDS[kind].object_path(namespace, name))
+
+
+def image_of(kube_api, namespace, kind, name) -> str:
+    return KINDS[kind].containers(read(kube_api, namespace, kind, name))[0].image
+
+
+def wait_image(kube_api, namespace, kind, name, expected, timeout=30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        current = image_of(kube_api, namespace, kind, name)
+        if current == expected:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{kind} {name}: image is {current}, expected {expected}")
+
+
+def push_and_deliver(push_image, notification_sink, repository, tag, content=None) -> str:
+    digest = push_image(repository, tag, content)
+    notification_sink.wait_for(
+        lambda note: any(e.get("action") == "push" and e["target"].get("repository") == repository
+                         and e["target"].get("tag") == tag and e["target"].get("digest") == digest
+                         for e in note.json().get("events", [])))
+    return digest
+
+
+@pytest.mark.parametrize("kind", ["Deployment", "StatefulSet", "DaemonSet", "CronJob"])
+def test_minor_push_updates_and_major_push_does_not(kind, kube_api, namespace, testbed, push_image,
+                                                    notification_sink, webhook_relay, operators,
+                                                    stream_drained):
+    repository = f"{namespace}/app"
+    image = f"{testbed.registry}/{repository}"
+    push_image(repository, "1.2.3")
+    create(kube_api, namespace, workload(kind, "app", f"{image}:1.2.3", ANNOTATIONS))
+
+    push_and_deliver(push_image, notification_sink, repository, "1.3.0")
+    wait_image(kube_api, namespace, kind, "app", f"{image}:1.3.0")
+
+    push_and_deliver(push_image, notification_sink, repository, "2.0.0")
+    stream_drained()
+    time.sleep(1)  # a wrongly queued apply task would land within this
+    assert image_of(kube_api, namespace, kind, "app") == f"{image}:1.3.0"
+
+    obj = read(kube_api, namespace, kind, "app")
+    history = json.loads(obj["metadata"]["annotations"]["headwind.sh/update-history"])
+    assert [(h["from"], h["to"]) for h in history] == [(f"{image}:1.2.3", f"{image}:1.3.0")]
+
+
+def test_same_push_delivered_five_times_opens_one_update_request(
+        kube_api, namespace, testbed, push_image, notification_sink, webhook_relay, operators,
+        stream_drained):
+    repository = f"{namespace}/api"
+    image = f"{testbed.registry}/{repository}"
+    create(kube_api, namespace, workload("Deployment", "api", f"{image}:1.2.3",
+                                         {"headwind.sh/policy": "minor"}))
+    push_and_deliver(push_image, notification_sink, repository, "1.3.0")
+    note = notification_sink.received[-1]
+    for _ in range(4):  # the registry retrying the same delivery
+        response = requests.post(f"{webhook_relay.url}/webhook/registry", data=note.body,
+                                 headers={"Content-Type": note.headers["Content-Type"],
+                                          "Authorization": f"Bearer {testbed.notify_token}"})
+        assert response.status_code == 202
+    stream_drained()
+    requests_ = client.CustomObjectsApi(kube_api).list_namespaced_custom_object(
+        "headwind.sh", "v1alpha1", namespace, "updaterequests")["items"]
+    assert len(requests_) == 1
+    (ur,) = requests_
+    assert ur["spec"]["newImage"] == f"{image}:1.3.0"
+    assert ur["spec"]["currentImage"] == f"{image}:1.2.3"
+    assert ur["status"]["phase"] == "Pending"
+    assert image_of(kube_api, namespace, "Deployment", "api") == f"{image}:1.2.3"
+
+
+def test_digest_policy_pins_a_rebuilt_tag(kube_api, namespace, testbed, push_image,
+                                          notification_sink, webhook_relay, operators):
+    repository = f"{namespace}/web"
+    image = f"{testbed.registry}/{repository}"
+    first = push_image(repository, "latest", "build 1")
+    create(kube_api, namespace, workload("Deployment", "web", f"{image}:latest@{first}", {
+        "headwind.sh/policy": "digest", "headwind.sh/require-approval": "false",
+        "headwind.sh/min-update-interval": "0"}))
+    second = push_and_deliver(push_image, notification_sink, repository, "latest", "build 2")
+    assert second != first
+    wait_image(kube_api, namespace, "Deployment", "web", f"{image}:latest@{second}")
+
+
+def test_two_operators_one_leader_one_patch(kube_api, namespace, testbed, push_image,
+                                            notification_sink, webhook_relay, operators,
+                                            stream_drained):
+    lease = client.CoordinationV1Api(kube_api).read_namespaced_lease(
+        "headwind-operator", operators["lease_namespace"])
+    identities = {p.identity for p in operators["processes"]}
+    assert lease.spec.holder_identity in identities
+    leader_flags = {
+        p.identity: requests.get(f"http://127.0.0.1:{p.metrics_port}/metrics").text
+        for p in operators["processes"]
+    }
+    assert {i for i, text in leader_flags.items() if "\nheadwind_leader 1.0" in text} == {
+        lease.spec.holder_identity}
+
+    repository = f"{namespace}/once"
+    image = f"{testbed.registry}/{repository}"
+    create(kube_api, namespace, workload("Deployment", "once", f"{image}:1.0.0", ANNOTATIONS))
+    push_and_deliver(push_image, notification_sink, repository, "1.1.0")
+    wait_image(kube_api, namespace, "Deployment", "once", f"{image}:1.1.0")
+    stream_drained()
+    time.sleep(1)
+    obj = read(kube_api, namespace, "Deployment", "once")
+    assert len(json.loads(obj["metadata"]["annotations"]["headwind.sh/update-history"])) == 1
+    events = client.CoreV1Api(kube_api).list_namespaced_event(
+        namespace, field_selector="involvedObject.name=once,reason=ImageUpdated").items
+    assert sum(e.count or 1 for e in events) == 1
