@@ -156,3 +156,52 @@ def test_two_operators_one_leader_one_patch(kube_api, namespace, testbed, push_i
     events = client.CoreV1Api(kube_api).list_namespaced_event(
         namespace, field_selector="involvedObject.name=once,reason=ImageUpdated").items
     assert sum(e.count or 1 for e in events) == 1
+
+
+def scrape(port: int) -> dict[str, float]:
+    """Prometheus text → {'name{labels}': value} (labels as exported)."""
+    samples = {}
+    for line in requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            samples[name] = float(value)
+    return samples
+
+
+def test_update_path_metrics_are_emitted(kube_api, namespace, testbed, push_image,
+                                         notification_sink, webhook_relay, operators,
+                                         celery_worker, stream_drained):
+    repository = f"{namespace}/metered"
+    image = f"{testbed.registry}/{repository}"
+    create(kube_api, namespace, workload("Deployment", "metered", f"{image}:1.0.0", ANNOTATIONS))
+    create(kube_api, namespace, workload("Deployment", "gated", f"{image}:1.0.0",
+                                         {"headwind.sh/policy": "minor"}))
+    push_and_deliver(push_image, notification_sink, repository, "1.1.0")
+    wait_image(kube_api, namespace, "Deployment", "metered", f"{image}:1.1.0")
+    stream_drained()
+
+    lease = client.CoordinationV1Api(kube_api).read_namespaced_lease(
+        "headwind-operator", operators["lease_namespace"])
+    leader = next(p for p in operators["processes"]
+                  if p.identity == lease.spec.holder_identity)
+    operator = scrape(leader.metrics_port)
+    labels = f'kind="Deployment",namespace="{namespace}"'
+    assert operator[f'headwind_decisions_total{{{labels},outcome="update"}}'] == 1
+    assert operator[f'headwind_decisions_total{{{labels},outcome="approval"}}'] == 1
+    assert operator[f"headwind_update_requests_created_total{{{labels}}}"] == 1
+    assert operator['headwind_events_processed_total{source="webhook"}'] >= 1
+    assert operator["headwind_event_decision_seconds_count"] >= 1
+    assert operator['headwind_workloads_watched{kind="Deployment"}'] >= 2
+    assert operator["headwind_leader"] == 1
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        worker = scrape(celery_worker.metrics_port)
+        if worker.get(f"headwind_updates_applied_total{{{labels}}}") == 1:
+            break
+        time.sleep(0.2)
+    assert worker.get(f"headwind_updates_applied_total{{{labels}}}") == 1
+
+    from operator_app.metrics import WEBHOOK_EVENTS  # the live server runs in this process
+
+    assert WEBHOOK_EVENTS.labels("registry", "accepted")._value.get() >= 1

@@ -188,11 +188,13 @@ def celery_worker(testbed, django_db_setup, tmp_path_factory) -> Iterator[subpro
     from headwind_site.celery import app
 
     log_path = tmp_path_factory.mktemp("celery") / "worker.log"
+    metrics_port = cluster.free_port()
     env = dict(
         os.environ,
         DJANGO_SETTINGS_MODULE="tests.settings",
         HEADWIND_TEST_DB=settings.DATABASES["default"]["NAME"],
         PYTHONPATH=str(REPO_ROOT),
+        HEADWIND_WORKER_METRICS_PORT=str(metrics_port),
         **testbed.env(),
     )
     with open(log_path, "wb") as log:
@@ -208,6 +210,7 @@ def celery_worker(testbed, django_db_setup, tmp_path_factory) -> Iterator[subpro
             worker.kill()
             pytest.fail(f"celery worker did not start:\n{cluster.log_tail(log_path, 40)}")
     worker.log_path = log_path
+    worker.metrics_port = metrics_port
     yield worker
     worker.terminate()
     try:
