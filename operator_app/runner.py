@@ -10,6 +10,8 @@ import threading
 
 from django.conf import settings
 
+from registry.poller import start_poller
+
 from . import eventqueue, kube, metrics
 from .cache import Informer, WorkloadCache
 from .engine import Engine, UpdatePlan
@@ -76,6 +78,7 @@ def run(api, *, lease_namespace: str | None = None, identity: str | None = None,
     def may_act() -> bool:
         return elector.is_leader.is_set() and all(i.synced.is_set() for i in informers)
 
+    start_poller(api, cache, engine, stop=stop, may_run=may_act)  # no-op unless enabled
     log.info("operator running as %s (lease %s/%s)", elector.identity, lease_namespace,
              elector.name)
     eventqueue.consume(eventqueue.connect(), engine.handle, stop, may_run=may_act,

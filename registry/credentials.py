@@ -1,0 +1,172 @@
+"""Registry credentials for a workload: its pull secrets plus its ServiceAccount's.
+
+The Secrets named in the pod template's ``imagePullSecrets`` come first (spec order), then the
+ServiceAccount's ``imagePullSecrets`` (the ServiceAccount admission plugin copies those into pods
+that list none, so the union covers what the kubelet would use). Secrets of type
+``kubernetes.io/dockerconfigjson`` and ``kubernetes.io/dockercfg`` are read through the API in the
+workload's namespace and matched to the image with :mod:`registry.dockerconfig` (kubelet rules,
+most specific first).
+
+Everything is read through a TTL cache (default 5 minutes) keyed by namespace + Secret name and
+namespace + ServiceAccount name, so a poll cycle costs no API calls once warm. A missing Secret
+or ServiceAccount means "no credentials from it" (logged once at INFO), never an error. Secret
+contents are never logged; :class:`~registry.dockerconfig.DockerConfigError` messages carry none.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+import urllib3
+
+from operator_app import kube
+from operator_app.workloads import WorkloadProjection
+
+from .dockerconfig import (
+    DOCKERCFG,
+    DOCKERCONFIGJSON,
+    CredentialEntry,
+    Credentials,
+    DockerConfigError,
+    decode_secret_data,
+    match_credentials,
+    parse_docker_config,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TTL_SECONDS = 300.0
+ERROR_TTL_SECONDS = 30.0  # API trouble (not 404): ask again sooner
+
+_Entry = tuple[float, object]  # (expires_at, value)
+
+
+class CredentialStore:
+    """``for_workload(workload, repository) -> [Credentials]``, most specific first."""
+
+    def __init__(self, api, *, ttl: float = DEFAULT_TTL_SECONDS,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.api = api
+        self.ttl = ttl
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._secrets: dict[tuple[str, str], _Entry] = {}
+        self._accounts: dict[tuple[str, str], _Entry] = {}
+        self._reported: set[tuple[str, str, str]] = set()
+        self.api_reads = 0  # Secret/ServiceAccount GETs made, for tests and benchmarks
+
+    def secret_names(self, workload: WorkloadProjection) -> list[str]:
+        names = list(workload.pull_secrets)
+        for name in self._service_account_secrets(workload.namespace, workload.service_account):
+            if name not in names:
+                names.append(name)
+        return names
+
+    def entries(self, workload: WorkloadProjection) -> list[CredentialEntry]:
+        found: list[CredentialEntry] = []
+        for name in self.secret_names(workload):
+            found.extend(self._secret_entries(workload.namespace, name))
+        return found
+
+    def for_workload(self, workload: WorkloadProjection, repository: str) -> list[Credentials]:
+        """Credentials to try for ``repository`` (``registry/path``), most specific first."""
+        entries = self.entries(workload)
+        return match_credentials(entries, repository) if entries else []
+
+    def invalidate(self, namespace: str | None = None) -> None:
+        with self._lock:
+            if namespace is None:
+                self._secrets.clear()
+                self._accounts.clear()
+            else:
+                for table in (self._secrets, self._accounts):
+                    for key in [k for k in table if k[0] == namespace]:
+                        del table[key]
+
+    # -- cached reads ----------------------------------------------------------------------------
+
+    def _cached(self, table: dict, key: tuple[str, str]) -> tuple[bool, object]:
+        with self._lock:
+            item = table.get(key)
+        if item is not None and self.clock() < item[0]:
+            return True, item[1]
+        return False, item[1] if item is not None else None
+
+    def _store(self, table: dict, key: tuple[str, str], value: object, ttl: float) -> None:
+        with self._lock:
+            table[key] = (self.clock() + ttl, value)
+
+    def _get(self, path: str) -> dict:
+        self.api_reads += 1
+        return kube.request(self.api, "GET", path, timeout=15)
+
+    def _service_account_secrets(self, namespace: str, account: str) -> list[str]:
+        key = (namespace, account or "default")
+        fresh, value = self._cached(self._accounts, key)
+        if fresh:
+            return value  # type: ignore[return-value]
+        try:
+            obj = self._get(f"/api/v1/namespaces/{namespace}/serviceaccounts/{key[1]}")
+        except kube.KubeError as exc:
+            self._report(key, "serviceaccount", exc)
+            names: list[str] = []
+            self._store(self._accounts, key, names,
+                        self.ttl if exc.status == 404 else ERROR_TTL_SECONDS)
+            return names
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            log.warning("ServiceAccount %s/%s: API unreachable (%s); using what we had",
+                        namespace, key[1], type(exc).__name__)
+            return value if isinstance(value, list) else []
+        names = [ref.get("name") for ref in obj.get("imagePullSecrets") or []
+                 if isinstance(ref, dict) and ref.get("name")]
+        self._reported.discard((*key, "serviceaccount"))
+        self._store(self._accounts, key, names, self.ttl)
+        return names
+
+    def _secret_entries(self, namespace: str, name: str) -> list[CredentialEntry]:
+        key = (namespace, name)
+        fresh, value = self._cached(self._secrets, key)
+        if fresh:
+            return value  # type: ignore[return-value]
+        try:
+            secret = self._get(f"/api/v1/namespaces/{namespace}/secrets/{name}")
+        except kube.KubeError as exc:
+            self._report(key, "secret", exc)
+            self._store(self._secrets, key, [],
+                        self.ttl if exc.status == 404 else ERROR_TTL_SECONDS)
+            return []
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            log.warning("Secret %s/%s: API unreachable (%s); using what we had",
+                        namespace, name, type(exc).__name__)
+            return value if isinstance(value, list) else []
+        entries = _parse_secret(namespace, name, secret)
+        self._reported.discard((*key, "secret"))
+        self._store(self._secrets, key, entries, self.ttl)
+        return entries
+
+    def _report(self, key: tuple[str, str], what: str, exc: kube.KubeError) -> None:
+        marker = (*key, what)
+        if marker in self._reported:
+            return
+        self._reported.add(marker)
+        if exc.status == 404:
+            log.info("%s %s/%s not found; polling without its credentials", what, *key)
+        else:
+            log.warning("%s %s/%s unreadable (%s %s); polling without its credentials",
+                        what, key[0], key[1], exc.status, exc.reason)
+
+
+def _parse_secret(namespace: str, name: str, secret: dict) -> list[CredentialEntry]:
+    secret_type = secret.get("type", "")
+    if secret_type not in (DOCKERCONFIGJSON, DOCKERCFG):
+        log.info("Secret %s/%s has type %r, not a docker config; ignored",
+                 namespace, name, secret_type)
+        return []
+    try:
+        return parse_docker_config(secret_type, decode_secret_data(secret.get("data") or {}))
+    except DockerConfigError as exc:  # its message never holds secret material
+        log.warning("Secret %s/%s: %s; ignored", namespace, name, exc)
+        return []

@@ -1,0 +1,571 @@
+"""Registry polling: find new tags and rebuilt digests for every opted-in workload in the cache.
+
+Off unless ``HEADWIND_POLLING_ENABLED=true``. Each (workload, container) is due when its own
+interval has elapsed (``headwind.sh/polling-interval`` seconds, else ``HEADWIND_POLLING_INTERVAL``,
+default 300), with jitter so workloads spread out; containers seen for the first time are due at
+once. Workloads whose policy is ``none`` or invalid, or whose ``headwind.sh/event-source``
+refuses polling, are skipped without touching a registry.
+
+One cycle groups the due containers by (registry host, repository, credential identity) and
+makes, per group, ONE tag listing, plus a manifest ``HEAD`` only where a digest matters: the
+current tag under the ``digest`` policy, and the chosen target tag of a container pinned
+``tag@digest`` (so the pin is kept). Manifests are never fetched. The result goes to
+``engine.handle_candidates(repository, {tag: digest|None}, "polling", only=<due workloads>)``.
+
+Requests run on a small thread pool per registry host (``max_concurrency_per_registry``). A host
+that answers 429 (``Retry-After`` honoured), 5xx or not at all is backed off (exponential, capped)
+and its containers stay due, while other hosts keep being polled in the same cycle; groups still
+running on a slow host when a cycle's wait is over stay in flight and are handled by a later
+cycle. The engine is only ever called from the poller's own thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+
+import requests
+
+from operator_app.core.events import EventSource
+from operator_app.core.images import InvalidImageReference, parse_image
+from operator_app.core.policy import InvalidPolicy, Policy, PolicySpec, choose_target
+
+from . import metrics
+from .client import (
+    RegistryAuthError,
+    RegistryClient,
+    RegistryError,
+    RegistryRateLimited,
+    RegistryServerError,
+    credential_identity,
+)
+from .credentials import CredentialStore
+
+log = logging.getLogger(__name__)
+
+ENABLED_ENV = "HEADWIND_POLLING_ENABLED"
+INTERVAL_ENV = "HEADWIND_POLLING_INTERVAL"
+CONCURRENCY_ENV = "HEADWIND_POLLING_CONCURRENCY"
+DEFAULT_INTERVAL = 300.0
+DEFAULT_JITTER = 0.1
+DEFAULT_CONCURRENCY = 4
+MAX_IDLE_SLEEP = 10.0  # new workloads are due at once; look for them this often
+CLIENT_IDLE_SECONDS = 3600.0
+
+Key = tuple[str, str, str]
+ContainerKey = tuple[Key, str]
+
+
+def polling_enabled() -> bool:
+    return os.environ.get(ENABLED_ENV, "false").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _env_float(name: str, default: float) -> float:
+    try:
+        value = float(os.environ.get(name, "") or default)
+    except ValueError:
+        log.warning("%s is not a number; using %s", name, default)
+        return default
+    return value if value > 0 else default
+
+
+# --- backoff ----------------------------------------------------------------------------------
+
+
+class HostBackoff:
+    """Per-host pause after 429/5xx/connection failures.
+
+    A 429 with ``Retry-After`` waits exactly that long (capped at ``retry_after_cap``); anything
+    else (a 429 without it included) waits ``base * 2**(failures-1)`` plus up to 20 % jitter,
+    capped at ``cap``. A success resets the host.
+    """
+
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic, base: float = 5.0,
+                 cap: float = 600.0, retry_after_cap: float = 3600.0,
+                 rng: random.Random | None = None) -> None:
+        self.clock = clock
+        self.base = base
+        self.cap = cap
+        self.retry_after_cap = retry_after_cap
+        self.rng = rng or random.Random()
+        self._lock = threading.Lock()
+        self._failures: dict[str, int] = {}
+        self._until: dict[str, float] = {}
+
+    def blocked_until(self, host: str) -> float | None:
+        with self._lock:
+            until = self._until.get(host)
+        return until if until is not None and until > self.clock() else None
+
+    def failure(self, host: str, retry_after: float | None = None) -> float:
+        with self._lock:
+            failures = self._failures.get(host, 0) + 1
+            self._failures[host] = failures
+            if retry_after is not None:
+                delay = min(max(retry_after, 0.0), self.retry_after_cap)
+            else:
+                delay = self.base * 2 ** (failures - 1) * (1 + self.rng.random() * 0.2)
+                delay = min(self.cap, delay)
+            until = self.clock() + delay
+            self._until[host] = max(until, self._until.get(host, 0.0))
+        metrics.BACKOFFS.labels(host).inc()
+        return delay
+
+    def success(self, host: str) -> None:
+        """Reset the host, unless a concurrent request has just put it into backoff."""
+        with self._lock:
+            if self._until.get(host, 0.0) > self.clock():
+                return
+            self._failures.pop(host, None)
+            self._until.pop(host, None)
+
+    def failures(self, host: str) -> int:
+        return self._failures.get(host, 0)
+
+
+# --- cycle bookkeeping ------------------------------------------------------------------------
+
+
+@dataclass
+class CycleReport:
+    """What one ``run_once`` did. ``requests`` counts HTTP requests by kind (tags, head, token)."""
+
+    due_containers: int = 0
+    due_workloads: int = 0
+    skipped_workloads: int = 0
+    groups: int = 0  # groups started by this call
+    groups_finished: int = 0  # groups whose results this call handled (some maybe earlier's)
+    groups_polled: int = 0  # ... of which succeeded
+    in_flight: int = 0  # groups still running on a slow registry when the call returned
+    requests: Counter = field(default_factory=Counter)
+    new_tags: int = 0
+    plans: list = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    backed_off: set[str] = field(default_factory=set)
+    seconds: float = 0.0
+    next_due_in: float = MAX_IDLE_SLEEP
+
+    @property
+    def idle(self) -> bool:
+        return self.groups == 0 and self.groups_finished == 0
+
+    def summary(self) -> str:
+        requests_text = ", ".join(f"{k}={v}" for k, v in sorted(self.requests.items())) or "none"
+        lines = [
+            f"poll cycle: {self.due_containers} containers of {self.due_workloads} workloads due,"
+            f" {self.groups} repositories started, {self.groups_polled} polled,"
+            f" {self.in_flight} still in flight, in {self.seconds:.2f}s",
+            f"requests: {requests_text}; new tags: {self.new_tags}; plans: {len(self.plans)}",
+        ]
+        lines += [f"plan: {p.workload.kind} {p.workload.namespace}/{p.workload.name}"
+                  f" {p.container}: {p.current_image} -> {p.new_image}" for p in self.plans]
+        lines += [f"error: {e}" for e in self.errors]
+        lines += [f"backed off: {host}" for host in sorted(self.backed_off)]
+        return "\n".join(lines)
+
+
+@dataclass
+class _Group:
+    registry: str
+    path: str
+    identity: str
+    credentials: list
+    keys: set[Key] = field(default_factory=set)
+    containers: list[ContainerKey] = field(default_factory=list)
+    head_tags: set[str] = field(default_factory=set)
+    pinned: list[tuple[PolicySpec, str]] = field(default_factory=list)
+    needs_tags: bool = False  # False when every due container follows a digest only
+
+    @property
+    def repository(self) -> str:
+        return f"{self.registry}/{self.path}"
+
+
+@dataclass
+class _Result:
+    group: _Group
+    tags: list[str] | None = None
+    digests: dict[str, str] = field(default_factory=dict)
+    error: RegistryError | None = None
+    skipped: bool = False  # host was (or got) backed off before this group ran
+
+    @property
+    def transient(self) -> bool:
+        return self.skipped or isinstance(self.error, RegistryRateLimited | RegistryServerError)
+
+
+# --- the poller -------------------------------------------------------------------------------
+
+
+class Poller:
+    """Polls registries for the workloads in ``cache`` and feeds ``engine``.
+
+    ``credentials`` is anything with ``for_workload(workload, repository) -> [Credentials]``
+    (default: a :class:`CredentialStore` on ``api``; with ``api=None``, anonymous).
+    ``session_factory`` makes the ``requests.Session`` of each registry client (tests and the
+    benchmark hook it to count requests).
+    """
+
+    def __init__(self, api, cache, engine, *, interval: float | None = None,
+                 jitter: float = DEFAULT_JITTER, max_concurrency_per_registry: int | None = None,
+                 clock: Callable[[], float] = time.monotonic, credentials=None,
+                 backoff: HostBackoff | None = None,
+                 session_factory: Callable[[], requests.Session] | None = None,
+                 client_options: dict | None = None, rng: random.Random | None = None,
+                 cycle_wait: float = 60.0) -> None:
+        self.api = api
+        self.cache = cache
+        self.engine = engine
+        self.interval = float(interval or _env_float(INTERVAL_ENV, DEFAULT_INTERVAL))
+        self.jitter = max(0.0, min(jitter, 0.5))
+        self.concurrency = int(max_concurrency_per_registry
+                               or _env_float(CONCURRENCY_ENV, DEFAULT_CONCURRENCY))
+        self.clock = clock
+        self.credentials = credentials if credentials is not None else (
+            CredentialStore(api) if api is not None else None)
+        self.backoff = backoff or HostBackoff(clock=clock)
+        self.session_factory = session_factory
+        self.client_options = client_options or {}
+        self.rng = rng or random.Random()
+        self._next_due: dict[ContainerKey, float] = {}
+        self._host_of: dict[ContainerKey, str] = {}
+        self._specs: dict[tuple, PolicySpec | None] = {}
+        self._known_tags: dict[tuple[str, str], frozenset[str]] = {}
+        self._clients: dict[tuple[str, str], tuple[RegistryClient, float]] = {}
+        self._executors: dict[str, ThreadPoolExecutor] = {}
+        self._lock = threading.Lock()
+        self._cycle_requests: Counter = Counter()
+        self._inflight: dict[Future, _Group] = {}
+        self._inflight_keys: set[ContainerKey] = set()
+        self.cycle_wait = cycle_wait
+        self._group_errors: dict[tuple[str, str, str], str] = {}
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def run_forever(self, stop: threading.Event,
+                    may_run: Callable[[], bool] = lambda: True) -> None:
+        """Cycle whenever something is due, while ``may_run()`` (leadership, caches synced)."""
+        log.info("registry polling on: interval %ss (per-workload %s overrides), "
+                 "%d requests at a time per registry", int(self.interval),
+                 "headwind.sh/polling-interval", self.concurrency)
+        try:
+            while not stop.is_set():
+                if not may_run():
+                    stop.wait(1.0)
+                    continue
+                try:
+                    report = self.run_once(wait=MAX_IDLE_SLEEP)
+                    wait = 0.0 if report.in_flight else report.next_due_in
+                except Exception:  # noqa: BLE001 - the loop must outlive any one bad cycle
+                    log.exception("poll cycle failed")
+                    wait = MAX_IDLE_SLEEP
+                stop.wait(max(0.2, min(wait, MAX_IDLE_SLEEP)))
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self._inflight.clear()
+        self._inflight_keys.clear()
+        for executor in self._executors.values():
+            executor.shutdown(wait=False, cancel_futures=True)
+        self._executors.clear()
+        for client, _ in self._clients.values():
+            client.close()
+        self._clients.clear()
+
+    # -- one cycle -----------------------------------------------------------------------------
+
+    def run_once(self, wait: float | None = None) -> CycleReport:
+        """Poll what is due; handle results that arrive within ``wait`` seconds (default
+        ``cycle_wait``). Groups still running then (a slow registry) stay in flight and are
+        handled by a later call, so they never hold up the other hosts' next cycles."""
+        started = time.perf_counter()
+        report = CycleReport()
+        with self._lock:
+            self._cycle_requests = report.requests
+        groups = self._collect(report)
+        report.groups = len(groups)
+        for group in groups:
+            if self.backoff.blocked_until(group.registry) is not None:
+                report.backed_off.add(group.registry)
+                continue
+            future = self._executor(group.registry).submit(self._poll_group, group)
+            self._inflight[future] = group
+            self._inflight_keys.update(group.containers)
+        if self._inflight:
+            try:
+                for future in as_completed(list(self._inflight),
+                                           timeout=self.cycle_wait if wait is None else wait):
+                    self._harvest(future, report)
+            except TimeoutError:
+                pass
+        report.in_flight = len(self._inflight)
+        report.next_due_in = self._next_wakeup()
+        report.seconds = time.perf_counter() - started
+        if report.idle:
+            return report
+        metrics.POLL_CYCLES.inc()
+        metrics.CYCLE_SECONDS.observe(report.seconds)
+        notable = report.plans or report.errors or report.new_tags
+        level = logging.INFO if notable else logging.DEBUG
+        log.log(level, "%s", report.summary().replace("\n", "; "))
+        return report
+
+    def _harvest(self, future: Future, report: CycleReport) -> None:
+        group = self._inflight.pop(future)
+        self._inflight_keys.difference_update(group.containers)
+        report.groups_finished += 1
+        try:
+            result = future.result()
+        except Exception as exc:  # noqa: BLE001 - a bug in one group must not end the cycle
+            log.exception("polling %s failed unexpectedly", group.repository)
+            result = _Result(group, error=RegistryError(group.registry, None,
+                                                        f"unexpected {type(exc).__name__}"))
+        self._finish(result, report)
+
+    def _spec(self, workload) -> PolicySpec | None:
+        cached = self._specs.get(workload.annotations, False)
+        if cached is False:
+            try:
+                cached = PolicySpec.from_annotations(workload.annotation_map)
+            except InvalidPolicy:
+                cached = None  # the engine logs invalid annotations; polling just skips them
+            if len(self._specs) > 10_000:
+                self._specs.clear()
+            self._specs[workload.annotations] = cached
+        return cached  # type: ignore[return-value]
+
+    def _collect(self, report: CycleReport) -> list[_Group]:
+        """Due (workload, container) pairs grouped by (host, repository, credential identity)."""
+        now = self.clock()
+        groups: dict[tuple[str, str, str], _Group] = {}
+        seen: set[ContainerKey] = set()
+        repositories: set[str] = set()
+        due_workloads: set[Key] = set()
+        for workload in self.cache.snapshot():
+            spec = self._spec(workload)
+            if (spec is None or spec.policy is Policy.NONE
+                    or not spec.accepts_source(EventSource.POLLING)):
+                report.skipped_workloads += 1
+                continue
+            for container in workload.containers:
+                if not spec.applies_to_container(container.name):
+                    continue
+                try:
+                    ref = parse_image(container.image)
+                except InvalidImageReference:
+                    continue
+                tag = ref.effective_tag
+                if tag is None:  # digest-only reference: no tag to follow
+                    continue
+                ckey = (workload.key, container.name)
+                seen.add(ckey)
+                self._host_of[ckey] = ref.registry
+                repositories.add(ref.repository)
+                if self._next_due.get(ckey, 0.0) > now or ckey in self._inflight_keys:
+                    continue
+                if self.backoff.blocked_until(ref.registry) is not None:
+                    report.backed_off.add(ref.registry)
+                    continue
+                credentials = (self.credentials.for_workload(workload, ref.repository)
+                               if self.credentials is not None else [])
+                identity = "+".join(credential_identity(c) for c in credentials) or "anonymous"
+                gkey = (ref.registry, ref.path, identity)
+                group = groups.get(gkey)
+                if group is None:
+                    group = groups[gkey] = _Group(ref.registry, ref.path, identity,
+                                                  list(credentials))
+                group.keys.add(workload.key)
+                group.containers.append(ckey)
+                due_workloads.add(workload.key)
+                if spec.policy is Policy.DIGEST:
+                    group.head_tags.add(tag)
+                else:
+                    group.needs_tags = True
+                    if ref.digest is not None:
+                        group.pinned.append((spec, tag))
+        for gone in [k for k in self._host_of if k not in seen]:
+            del self._host_of[gone]
+            self._next_due.pop(gone, None)
+        for gone in [k for k in self._known_tags if k[0] not in repositories]:
+            del self._known_tags[gone]
+        report.due_containers = sum(len(g.containers) for g in groups.values())
+        report.due_workloads = len(due_workloads)
+        return list(groups.values())
+
+    def _next_wakeup(self) -> float:
+        """Seconds until some container is due on a host that is not backed off."""
+        now = self.clock()
+        soonest = now + MAX_IDLE_SLEEP
+        blocked = {host: self.backoff.blocked_until(host) for host in set(self._host_of.values())}
+        for ckey, host in self._host_of.items():
+            due = max(self._next_due.get(ckey, now), blocked.get(host) or now)
+            soonest = min(soonest, due)
+        return max(0.0, soonest - now)
+
+    def _interval_for(self, ckey: ContainerKey) -> float:
+        workload = self.cache.get(ckey[0])
+        spec = self._spec(workload) if workload is not None else None
+        if spec is not None and spec.polling_interval_seconds:
+            return float(spec.polling_interval_seconds)
+        return self.interval
+
+    def _reschedule(self, group: _Group) -> None:
+        now = self.clock()
+        for ckey in group.containers:
+            interval = self._interval_for(ckey)
+            spread = 1 + self.rng.uniform(-self.jitter, self.jitter) if self.jitter else 1
+            self._next_due[ckey] = now + interval * spread
+
+    def _finish(self, result: _Result, report: CycleReport) -> None:
+        group = result.group
+        gkey = (group.registry, group.path, group.identity)
+        if result.skipped:
+            report.backed_off.add(group.registry)
+            return
+        if result.error is not None:
+            metrics.POLL_ERRORS.labels(group.registry).inc()
+            text = f"{group.repository}: {result.error}"
+            report.errors.append(text)
+            if self._group_errors.get(gkey) != str(result.error):
+                log.warning("polling %s failed: %s", group.repository, result.error)
+            self._group_errors[gkey] = str(result.error)
+            if result.transient:
+                report.backed_off.add(group.registry)
+            else:
+                self._reschedule(group)  # auth/not found: try again next interval
+            return
+        if self._group_errors.pop(gkey, None) is not None:
+            log.info("polling %s works again", group.repository)
+        report.groups_polled += 1
+        tags = result.tags or []
+        if result.tags is not None:
+            known_key = (group.repository, group.identity)
+            previous = self._known_tags.get(known_key)
+            current = frozenset(tags)
+            if previous is not None:
+                fresh = len(current - previous)
+                if fresh:
+                    report.new_tags += fresh
+                    metrics.NEW_TAGS.labels(group.registry).inc(fresh)
+            self._known_tags[known_key] = current
+        candidates: dict[str, str | None] = dict.fromkeys(tags)
+        candidates.update(result.digests)
+        self._reschedule(group)
+        try:
+            plans = self.engine.handle_candidates(group.repository, candidates, "polling",
+                                                  only=set(group.keys))
+        except Exception:  # noqa: BLE001 - one failing dispatch must not stop other groups
+            log.exception("engine failed on polled %s", group.repository)
+            report.errors.append(f"{group.repository}: engine error")
+            return
+        report.plans.extend(plans)
+
+    # -- registry work (pool threads) ----------------------------------------------------------
+
+    def _executor(self, host: str) -> ThreadPoolExecutor:
+        executor = self._executors.get(host)
+        if executor is None:
+            executor = self._executors[host] = ThreadPoolExecutor(
+                max_workers=max(1, self.concurrency), thread_name_prefix=f"poll-{host}")
+        return executor
+
+    def _client(self, host: str, credentials) -> RegistryClient:
+        identity = credential_identity(credentials)
+        now = self.clock()
+        with self._lock:
+            for key in [k for k, (_, used) in self._clients.items()
+                        if now - used > CLIENT_IDLE_SECONDS]:
+                self._clients.pop(key)[0].close()
+            entry = self._clients.get((host, identity))
+            if entry is None:
+                options = dict(self.client_options)
+                if self.session_factory is not None:
+                    options["session"] = self.session_factory()
+                client = RegistryClient(host, credentials=credentials,
+                                        observer=self._observer(host),
+                                        pool_size=self.concurrency, **options)
+            else:
+                client = entry[0]
+            self._clients[(host, identity)] = (client, now)
+            return client
+
+    def _observer(self, host: str) -> Callable[[str, str], None]:
+        def observe(kind: str, outcome: str) -> None:
+            metrics.POLL_REQUESTS.labels(host, kind, outcome).inc()
+            with self._lock:
+                self._cycle_requests[kind] += 1
+        return observe
+
+    def _poll_group(self, group: _Group) -> _Result:
+        host = group.registry
+        if self.backoff.blocked_until(host) is not None:
+            return _Result(group, skipped=True)
+        client: RegistryClient | None = None
+        tags: list[str] | None = None  # None: digest policy only, no listing needed
+        digests: dict[str, str] = {}
+        try:
+            if group.needs_tags:
+                client, tags = self._authenticated(group, lambda c: c.list_tags(group.path))
+            heads = set(group.head_tags)
+            for spec, current_tag in group.pinned:
+                decision = choose_target(spec, current_tag, tags or [])
+                if decision is not None:
+                    heads.add(decision.tag)
+            for tag in sorted(heads):
+                if self.backoff.blocked_until(host) is not None:
+                    return _Result(group, skipped=True)
+                try:
+                    if client is None:
+                        client, digests[tag] = self._authenticated(
+                            group, lambda c, tag=tag: c.head_digest(group.path, tag))
+                    else:
+                        digests[tag] = client.head_digest(group.path, tag)
+                except RegistryError as exc:
+                    if exc.status != 404:  # a vanished tag is no error
+                        raise
+            if client is not None and client.rate_limit_remaining is not None:
+                metrics.RATELIMIT_REMAINING.labels(host).set(client.rate_limit_remaining)
+        except RegistryRateLimited as exc:
+            self.backoff.failure(host, exc.retry_after)
+            return _Result(group, error=exc)
+        except RegistryServerError as exc:
+            self.backoff.failure(host)
+            return _Result(group, error=exc)
+        except RegistryError as exc:
+            return _Result(group, error=exc)
+        self.backoff.success(host)
+        return _Result(group, tags=tags, digests=digests)
+
+    def _authenticated(self, group: _Group, call: Callable[[RegistryClient], object]):
+        """``call`` with the group's credentials in order (most specific first) until one is
+        accepted, like the kubelet trying each matching pull secret; returns (client, result)."""
+        candidates = group.credentials or [None]
+        for index, credentials in enumerate(candidates):
+            client = self._client(group.registry, credentials)
+            try:
+                return client, call(client)
+            except RegistryAuthError:
+                if index == len(candidates) - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+
+def start_poller(api, cache, engine, *, stop: threading.Event,
+                 may_run: Callable[[], bool]) -> threading.Thread | None:
+    """Run the poller on a daemon thread if ``HEADWIND_POLLING_ENABLED``; else return None."""
+    if not polling_enabled():
+        log.info("registry polling is off (set %s=true to turn it on)", ENABLED_ENV)
+        return None
+    poller = Poller(api, cache, engine)
+    thread = threading.Thread(target=poller.run_forever, args=(stop, may_run),
+                              name="registry-poller", daemon=True)
+    thread.start()
+    return thread
