@@ -10,7 +10,9 @@ import threading
 
 from django.conf import settings
 
+from registry.credentials import CredentialStore
 from registry.poller import start_poller
+from registry.verify import WebhookVerifier
 
 from . import eventqueue, kube, metrics
 from .cache import Informer, WorkloadCache
@@ -81,7 +83,14 @@ def run(api, *, lease_namespace: str | None = None, identity: str | None = None,
     start_poller(api, cache, engine, stop=stop, may_run=may_act)  # no-op unless enabled
     log.info("operator running as %s (lease %s/%s)", elector.identity, lease_namespace,
              elector.name)
-    eventqueue.consume(eventqueue.connect(), engine.handle, stop, may_run=may_act,
+    verifier = WebhookVerifier(cache, CredentialStore(api))
+
+    def handle(event) -> None:
+        checked = verifier.check(event)
+        if checked is not None:
+            engine.handle(checked)
+
+    eventqueue.consume(eventqueue.connect(), handle, stop, may_run=may_act,
                        consumer=elector.identity)
     elector.join(timeout=10)
     log.info("operator stopped")

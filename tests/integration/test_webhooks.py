@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -193,3 +194,41 @@ def test_fuzz_only_2xx_or_4xx(client, redis_url, secrets_configured, source, bod
     headers = {"Authorization": f"Bearer {TOKEN}"} if authorised else {}
     response = post(client, source, body, headers)
     assert 200 <= response.status_code < 500, (response.status_code, response.content)
+
+
+def test_verification_drops_forged_tags_and_digests(client, kube_api, namespace, testbed,
+                                                    push_image, operators, secrets_configured,
+                                                    stream_drained):
+    """With pull credentials for the registry, a claimed tag or digest is checked by HEAD."""
+    import base64
+
+    repository = f"{namespace}/verified"
+    image = f"{testbed.registry}/{repository}"
+    push_image(repository, "1.0.0")
+    auth = base64.b64encode(f"{testbed.registry_user}:{testbed.registry_password}".encode())
+    config = {"auths": {testbed.registry: {"auth": auth.decode()}}}
+    from kubernetes import client as k8s
+
+    k8s.CoreV1Api(kube_api).create_namespaced_secret(namespace, {
+        "metadata": {"name": "pull"}, "type": "kubernetes.io/dockerconfigjson",
+        "data": {".dockerconfigjson": base64.b64encode(json.dumps(config).encode()).decode()}})
+    obj = workload("Deployment", "app", f"{image}:1.0.0", {"headwind.sh/policy": "minor",
+                                                           **DIRECT})
+    obj["spec"]["template"]["spec"]["imagePullSecrets"] = [{"name": "pull"}]
+    create(kube_api, namespace, obj)
+
+    def deliver(tag: str, digest: str | None = None) -> None:
+        payload = {"image": image, "tag": tag} | ({"digest": digest} if digest else {})
+        response = post(client, "generic", json.dumps(payload).encode(),
+                        {"Authorization": f"Bearer {TOKEN}"})
+        assert response.status_code == 202
+        stream_drained()
+
+    deliver("1.1.0")  # never pushed: the registry says 404
+    real = push_image(repository, "1.2.0")
+    deliver("1.2.0", "sha256:" + "0" * 64)  # pushed, but not with that digest
+    time.sleep(1)
+    assert image_of(kube_api, namespace, "Deployment", "app") == f"{image}:1.0.0"
+
+    deliver("1.2.0", real)
+    wait_image(kube_api, namespace, "Deployment", "app", f"{image}:1.2.0")
