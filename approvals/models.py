@@ -41,12 +41,16 @@ class UpdateRequest(models.Model):
     approvals_required = models.PositiveSmallIntegerField(default=1)
     approvals = models.JSONField(default=list, blank=True)
     approved_by = models.CharField(max_length=253, blank=True)
+    approved_at = models.DateTimeField(null=True, blank=True)
     rejected_by = models.CharField(max_length=253, blank=True)
+    rejected_at = models.DateTimeField(null=True, blank=True)
+    superseded_by = models.CharField(max_length=253, blank=True)
     message = models.TextField(blank=True)
 
     created_at = models.DateTimeField()  # the custom resource's creationTimestamp
     expires_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
+    status_updated_at = models.DateTimeField(null=True, blank=True)  # status.lastUpdated
     mirrored_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -69,6 +73,12 @@ class UpdateRequest(models.Model):
     @property
     def is_open(self) -> bool:
         return self.phase in (Phase.PENDING, Phase.APPROVED)
+
+    @property
+    def approvers(self) -> list[str]:
+        """Who approved so far, in order (``status.approvals[].user``)."""
+        return [entry.get("user", "") for entry in self.approvals or []
+                if isinstance(entry, dict)]
 
 
 class NamespaceGrant(models.Model):
@@ -103,6 +113,7 @@ class AuditEvent(models.Model):
 
     class Meta:
         ordering = ["-at"]
+        indexes = [models.Index(fields=["action", "-at"], name="audit_action_at")]
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor} {self.action} {self.target}"

@@ -53,8 +53,9 @@ def deployment(index: int) -> dict:
         },
         "spec": {"replicas": 2, "selector": {"matchLabels": {"app": name}},
                  "template": {"metadata": {"labels": {"app": name}}, "spec": {
-                     "initContainers": [{"name": "migrate",
-                                         "image": f"registry.example.com/team/{name}-migrate:1.2.3"}],
+                     "initContainers": [{
+                         "name": "migrate",
+                         "image": f"registry.example.com/team/{name}-migrate:1.2.3"}],
                      "containers": [
                          {"name": "app", "image": f"registry.example.com/team/{name}:1.2.3",
                           "env": [{"name": "LOG_LEVEL", "value": "info"}] * 5},

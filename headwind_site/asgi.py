@@ -8,9 +8,9 @@ from channels.security.websocket import AllowedHostsOriginValidator
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "headwind_site.settings")
-django_asgi_app = get_asgi_application()
+django_asgi_app = get_asgi_application()  # sets Django up before the routes import models
 
-websocket_urlpatterns: list = []  # the dashboard's live updates register here
+from approvals.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {

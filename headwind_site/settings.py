@@ -6,6 +6,7 @@ given, because a guessable key would let anyone forge sessions and approve updat
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -81,6 +82,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "approvals.auth.TrustedProxyMiddleware",  # X-Forwarded-User, from trusted addresses only
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -116,6 +118,57 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
+
+# --- Who may sign in (approvals/auth.py, approvals/oidc.py; docs/approvals.md) -------------
+AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"]
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/"
+
+# A reverse proxy's user header is believed only from these addresses (CIDRs, comma-separated).
+HEADWIND_TRUSTED_PROXIES = env_list("HEADWIND_TRUSTED_PROXIES")
+for _entry in HEADWIND_TRUSTED_PROXIES:
+    try:
+        ipaddress.ip_network(_entry, strict=False)
+    except ValueError as _exc:
+        raise ImproperlyConfigured(f"HEADWIND_TRUSTED_PROXIES: {_exc}") from None
+HEADWIND_PROXY_USER_HEADER = os.environ.get("HEADWIND_PROXY_USER_HEADER", "X-Forwarded-User")
+HEADWIND_PROXY_GROUPS_HEADER = os.environ.get("HEADWIND_PROXY_GROUPS_HEADER",
+                                              "X-Forwarded-Groups")
+
+# Kubernetes bearer tokens on the API: TokenReview audiences (empty: the API server's own).
+HEADWIND_TOKEN_AUDIENCES = env_list("HEADWIND_TOKEN_AUDIENCES")
+HEADWIND_TOKEN_REVIEW_CACHE_SECONDS = int(os.environ.get("HEADWIND_TOKEN_REVIEW_CACHE_SECONDS",
+                                                         "60"))
+
+# OpenID Connect single sign-on (mozilla-django-oidc).
+HEADWIND_OIDC_ENABLED = env_bool("HEADWIND_OIDC_ENABLED")
+HEADWIND_OIDC_USERNAME_CLAIM = os.environ.get("HEADWIND_OIDC_USERNAME_CLAIM",
+                                              "preferred_username")
+HEADWIND_OIDC_GROUPS_CLAIM = os.environ.get("HEADWIND_OIDC_GROUPS_CLAIM", "groups")
+HEADWIND_OIDC_ISSUER = os.environ.get("HEADWIND_OIDC_ISSUER", "")  # checked when set
+HEADWIND_OIDC_GROUP_MAP = dict(
+    item.split("=", 1) for item in env_list("HEADWIND_OIDC_GROUP_MAP") if "=" in item
+)
+if HEADWIND_OIDC_ENABLED:
+    _missing = [name for name in (
+        "HEADWIND_OIDC_CLIENT_ID", "HEADWIND_OIDC_CLIENT_SECRET",
+        "HEADWIND_OIDC_AUTHORIZATION_ENDPOINT", "HEADWIND_OIDC_TOKEN_ENDPOINT",
+        "HEADWIND_OIDC_USERINFO_ENDPOINT",
+    ) if not os.environ.get(name)]
+    if _missing:
+        raise ImproperlyConfigured(f"HEADWIND_OIDC_ENABLED needs {', '.join(_missing)}")
+    INSTALLED_APPS.append("mozilla_django_oidc")
+    AUTHENTICATION_BACKENDS.insert(0, "approvals.oidc.HeadwindOIDCBackend")
+    OIDC_RP_CLIENT_ID = os.environ["HEADWIND_OIDC_CLIENT_ID"]
+    OIDC_RP_CLIENT_SECRET = os.environ["HEADWIND_OIDC_CLIENT_SECRET"]
+    OIDC_OP_AUTHORIZATION_ENDPOINT = os.environ["HEADWIND_OIDC_AUTHORIZATION_ENDPOINT"]
+    OIDC_OP_TOKEN_ENDPOINT = os.environ["HEADWIND_OIDC_TOKEN_ENDPOINT"]
+    OIDC_OP_USER_ENDPOINT = os.environ["HEADWIND_OIDC_USERINFO_ENDPOINT"]
+    OIDC_OP_JWKS_ENDPOINT = os.environ.get("HEADWIND_OIDC_JWKS_ENDPOINT") or None
+    OIDC_RP_SIGN_ALGO = os.environ.get("HEADWIND_OIDC_SIGN_ALGO", "RS256")
+    OIDC_RP_SCOPES = os.environ.get("HEADWIND_OIDC_SCOPES", "openid email profile")
+    OIDC_USE_PKCE = env_bool("HEADWIND_OIDC_USE_PKCE", True)
+    OIDC_TIMEOUT = 10
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -159,3 +212,8 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {"kubernetes": {"level": "WARNING"}, "urllib3": {"level": "WARNING"}},
 }
+
+# --- The dashboard's htmx, CSS and JS are served by Headwind itself (no CDN, no extra server) ---
+MIDDLEWARE.insert(MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
+                  "approvals.staticfiles.StaticFilesMiddleware")  # WhiteNoise
+WHITENOISE_USE_FINDERS = True  # straight from the apps' static/ folders; collectstatic optional

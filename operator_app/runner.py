@@ -76,6 +76,7 @@ def run(api, *, lease_namespace: str | None = None, identity: str | None = None,
     engine = Engine(cache, dispatcher or ClusterDispatcher(api))
     for thread in (*informers, elector):
         thread.start()
+    _start_approvals(api, stop, elector)
 
     def may_act() -> bool:
         return elector.is_leader.is_set() and all(i.synced.is_set() for i in informers)
@@ -94,3 +95,12 @@ def run(api, *, lease_namespace: str | None = None, identity: str | None = None,
                        consumer=elector.identity)
     elector.join(timeout=10)
     log.info("operator stopped")
+
+
+def _start_approvals(api, stop: threading.Event, elector: LeaderElector) -> None:
+    """The UpdateRequest mirror on every replica; expiring overdue requests on the leader."""
+    from approvals.mirror import UpdateRequestMirror
+    from approvals.tasks import ExpiryLoop
+
+    UpdateRequestMirror(api, stop).start()
+    ExpiryLoop(api, stop, is_leader=elector.is_leader.is_set).start()

@@ -1,18 +1,16 @@
 #!/usr/bin/env bash
 # Installs what Headwind's demo and tests need on a fresh Debian 12 machine, and nothing twice:
-# Debian packages (registry, Redis, and for the UI tests Chromium), the Python virtualenv, and the
+# Debian packages (registry, Redis, Chromium for the UI tests), the Python virtualenv, and the
 # testbed's Go-built binaries (cached under ~/.cache/headwind/ by version).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_pkgs=()
-for pair in docker-registry:docker-registry redis-server:redis-server; do
+# chromium: the browser tests drive Debian's build through Playwright (never a downloaded one).
+for pair in docker-registry:docker-registry redis-server:redis-server chromium:chromium; do
   bin=${pair%%:*}; pkg=${pair##*:}
   command -v "$bin" >/dev/null 2>&1 || need_pkgs+=("$pkg")
 done
-if [ "${HEADWIND_WITH_BROWSER:-0}" = 1 ]; then
-  command -v chromium >/dev/null 2>&1 || need_pkgs+=(chromium)
-fi
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "==> apt-get install ${need_pkgs[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo

@@ -8,7 +8,6 @@ import time
 import pytest
 from kubernetes import client
 
-from operator_app import metrics
 from operator_app.cache import Informer, WorkloadCache
 from operator_app.workloads import DEPLOYMENT
 

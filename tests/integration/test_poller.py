@@ -28,7 +28,10 @@ from registry.poller import MAX_IDLE_SLEEP, Poller
 
 pytestmark = pytest.mark.testbed
 
-AUTO = {"headwind.sh/require-approval": "false", "headwind.sh/min-update-interval": "0"}
+# event-source polling: the session's operators also hear the registry's webhooks, and must not
+# move these workloads before the poller under test looks at them.
+AUTO = {"headwind.sh/require-approval": "false", "headwind.sh/min-update-interval": "0",
+        "headwind.sh/event-source": "polling"}
 
 
 class RecordingDispatcher:

@@ -97,11 +97,23 @@ def test_each_source_moves_the_right_workload(source, name, mode, image, annotat
                                          {"headwind.sh/policy": "all", **DIRECT}))
     body = body_of(name)
     headers, path_token = auth_headers(mode, body)
-    response = post(client, source, body, headers, path_token)
-    assert response.status_code == 202, response.content
-    assert response.json()["accepted"] >= 1
-    stream_drained()
     what, value = expected
+
+    def effect_seen() -> bool:
+        if what == "image":
+            return image_of(kube_api, namespace, "Deployment", "app") == value
+        return bool(client_requests(kube_api, namespace))
+
+    # The operator's watch may see the new Deployment a moment after this delivery; like a
+    # registry, redeliver until it acts (redeliveries are idempotent, checked below).
+    for _attempt in range(20):
+        response = post(client, source, body, headers, path_token)
+        assert response.status_code == 202, response.content
+        assert response.json()["accepted"] >= 1
+        stream_drained()
+        if effect_seen():
+            break
+        time.sleep(0.25)
     if what == "image":
         wait_image(kube_api, namespace, "Deployment", "app", value)
     else:
@@ -204,7 +216,6 @@ def test_verification_drops_forged_tags_and_digests(client, kube_api, namespace,
 
     repository = f"{namespace}/verified"
     image = f"{testbed.registry}/{repository}"
-    push_image(repository, "1.0.0")
     auth = base64.b64encode(f"{testbed.registry_user}:{testbed.registry_password}".encode())
     config = {"auths": {testbed.registry: {"auth": auth.decode()}}}
     from kubernetes import client as k8s
@@ -224,11 +235,19 @@ def test_verification_drops_forged_tags_and_digests(client, kube_api, namespace,
         assert response.status_code == 202
         stream_drained()
 
-    deliver("1.1.0")  # never pushed: the registry says 404
-    real = push_image(repository, "1.2.0")
-    deliver("1.2.0", "sha256:" + "0" * 64)  # pushed, but not with that digest
-    time.sleep(1)
-    assert image_of(kube_api, namespace, "Deployment", "app") == f"{image}:1.0.0"
-
-    deliver("1.2.0", real)
+    first = push_image(repository, "1.2.0")
+    for _attempt in range(20):  # until the operator's watch has the new Deployment
+        deliver("1.2.0", first)
+        if image_of(kube_api, namespace, "Deployment", "app") == f"{image}:1.2.0":
+            break
+        time.sleep(0.25)
     wait_image(kube_api, namespace, "Deployment", "app", f"{image}:1.2.0")
+
+    deliver("1.3.0")  # never pushed: the registry says 404
+    real = push_image(repository, "1.4.0")
+    deliver("1.4.0", "sha256:" + "0" * 64)  # pushed, but not with that digest
+    time.sleep(1)
+    assert image_of(kube_api, namespace, "Deployment", "app") == f"{image}:1.2.0"
+
+    deliver("1.4.0", real)
+    wait_image(kube_api, namespace, "Deployment", "app", f"{image}:1.4.0")

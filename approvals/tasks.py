@@ -1,0 +1,71 @@
+"""Periodic approval work: expiring unanswered requests.
+
+The operator's leader runs :class:`ExpiryLoop` (every ``HEADWIND_EXPIRY_INTERVAL`` seconds,
+default 60); the same work is a Celery task for anyone who prefers celery beat or a manual run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+
+import urllib3
+from celery import shared_task
+from django.db import DatabaseError, close_old_connections
+
+from operator_app import kube
+
+log = logging.getLogger(__name__)
+
+DEFAULT_INTERVAL = 60.0
+
+
+@shared_task
+def expire_overdue_task() -> list[str]:
+    """Mark overdue Pending UpdateRequests Expired; returns ``namespace/name`` of each."""
+    from . import services
+
+    api = kube.api_client()
+    try:
+        return services.expire_overdue(api)
+    finally:
+        api.close()
+
+
+class ExpiryLoop(threading.Thread):
+    """Runs ``services.expire_overdue`` while ``is_leader()`` says this replica leads."""
+
+    def __init__(self, api, stop: threading.Event, is_leader: Callable[[], bool],
+                 interval: float | None = None) -> None:
+        super().__init__(name="approval-expiry", daemon=True)
+        self.api = api
+        self.stop_event = stop
+        self.is_leader = is_leader
+        self.interval = interval or float(os.environ.get("HEADWIND_EXPIRY_INTERVAL",
+                                                         DEFAULT_INTERVAL))
+        self.runs = 0
+
+    def run(self) -> None:
+        from . import services
+
+        try:
+            while not self.stop_event.wait(self.interval):
+                if not self.is_leader():
+                    continue
+                close_old_connections()
+                try:
+                    expired = services.expire_overdue(self.api)
+                except (kube.KubeError, urllib3.exceptions.HTTPError, OSError,
+                        DatabaseError) as exc:
+                    log.warning("expiring overdue UpdateRequests failed: %s", exc)
+                    continue
+                except Exception:  # noqa: BLE001 - the loop must outlive one bad pass
+                    log.exception("expiring overdue UpdateRequests failed")
+                    continue
+                self.runs += 1
+                if expired:
+                    log.info("expired %d UpdateRequests: %s", len(expired), ", ".join(expired))
+        finally:
+            close_old_connections()

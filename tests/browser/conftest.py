@@ -1,0 +1,130 @@
+"""Browser tests: Debian's Chromium, driven by Playwright, against Headwind served by daphne.
+
+What is real: Chromium (``/usr/bin/chromium``, never a downloaded browser), daphne serving
+``headwind_site.asgi`` (HTTP and WebSockets) on the test database, the testbed's kube-apiserver
+and Redis (Channels layer and Celery broker), a real Celery worker, and the UpdateRequest mirror
+watching the cluster. Nothing is mocked.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.testbed import cluster
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = os.environ.get("HEADWIND_CHROMIUM", "/usr/bin/chromium")
+# As this machine's Chromium must be started (Playwright adds --headless and a fresh profile).
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync"]
+
+# Playwright's sync API keeps an event loop in the test thread; the ORM calls the tests make
+# (creating users, reading rows) are ordinary blocking calls and are safe there.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+
+@pytest.fixture(scope="session")
+def asgi_server(testbed, django_db_setup, tmp_path_factory) -> Iterator[str]:
+    """daphne on a free port, on the test database and the testbed; yields its base URL."""
+    from django.conf import settings
+
+    port = cluster.free_port()
+    log_path = tmp_path_factory.mktemp("daphne") / "daphne.log"
+    env = dict(os.environ, DJANGO_SETTINGS_MODULE="tests.settings",
+               HEADWIND_TEST_DB=settings.DATABASES["default"]["NAME"],
+               PYTHONPATH=str(REPO_ROOT), **testbed.env())
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)  # the server keeps Django's guard
+    with open(log_path, "wb") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
+             "headwind_site.asgi:application"],
+            cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if requests.get(f"{base}/healthz", timeout=2).status_code == 200:
+                break
+        except requests.ConnectionError:
+            pass
+        if server.poll() is not None or time.monotonic() > deadline:
+            server.kill()
+            pytest.fail(f"daphne did not start:\n{cluster.log_tail(log_path, 40)}")
+        time.sleep(0.2)
+    server.log_path = log_path
+    yield base
+    server.terminate()
+    try:
+        server.wait(15)
+    except subprocess.TimeoutExpired:
+        server.kill()
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    """One Chromium per module: Playwright's sync API holds an event loop in the test thread
+    while it runs, which later tests' ``async_to_sync`` would trip over."""
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium "
+                    "(scripts/install-deps.sh does it with HEADWIND_WITH_BROWSER=1)",
+                    pytrace=False)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def open_page(chromium, asgi_server):
+    """``open_page(width=1280, height=900)`` → a fresh browser context's page (own cookies).
+
+    Every page's JavaScript errors fail the test.
+    """
+    contexts, errors = [], []
+
+    def open_(width: int = 1280, height: int = 900):
+        context = chromium.new_context(viewport={"width": width, "height": height},
+                                       base_url=asgi_server)
+        context.set_default_timeout(15_000)
+        contexts.append(context)
+        page = context.new_page()
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        return page
+
+    yield open_
+    for context in contexts:
+        context.close()
+    assert not errors, f"JavaScript errors: {errors}"
+
+
+@pytest.fixture
+def mirror(kube_api, transactional_db):
+    """The UpdateRequest mirror in a thread, as run_operator runs it, broadcasting live."""
+    from channels.layers import channel_layers
+
+    from approvals import cluster as approvals_cluster
+    from approvals.mirror import UpdateRequestMirror
+
+    channel_layers.backends.clear()  # built on the testbed's Redis
+    approvals_cluster.use(None)
+    stop = threading.Event()
+    watcher = UpdateRequestMirror(kube_api, stop)
+    watcher.watch_timeout = 2
+    watcher.start()
+    assert watcher.synced.wait(30), "the mirror did not list"
+    yield watcher
+    stop.set()
+    watcher.join(15)
