@@ -9,15 +9,10 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
+from operator_app.update_requests import PHASE_ORDER
 
-class Phase(models.TextChoices):
-    PENDING = "Pending"
-    APPROVED = "Approved"
-    REJECTED = "Rejected"
-    COMPLETED = "Completed"
-    FAILED = "Failed"
-    EXPIRED = "Expired"
-    SUPERSEDED = "Superseded"
+# The custom resource's phases, named once (operator_app.update_requests): Phase.PENDING, ...
+Phase = models.TextChoices("Phase", [(phase.upper(), phase) for phase in PHASE_ORDER])
 
 
 class UpdateRequest(models.Model):

@@ -54,7 +54,9 @@ COMPLETED = "Completed"
 FAILED = "Failed"
 EXPIRED = "Expired"
 SUPERSEDED = "Superseded"
-PHASES = frozenset({PENDING, APPROVED, REJECTED, COMPLETED, FAILED, EXPIRED, SUPERSEDED})
+#: In lifecycle order; the approvals mirror's choices are built from this.
+PHASE_ORDER = (PENDING, APPROVED, REJECTED, COMPLETED, FAILED, EXPIRED, SUPERSEDED)
+PHASES = frozenset(PHASE_ORDER)
 #: Requests that may still lead to an update.
 LIVE_PHASES = frozenset({PENDING, APPROVED})
 

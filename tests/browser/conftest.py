@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +19,7 @@ import pytest
 import requests
 
 from tests.testbed import cluster
+from tests.testbed.fixtures import stop_processes
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("HEADWIND_CHROMIUM", "/usr/bin/chromium")
@@ -64,11 +64,7 @@ def asgi_server(testbed, django_db_setup, tmp_path_factory) -> Iterator[str]:
         time.sleep(0.2)
     server.log_path = log_path
     yield base
-    server.terminate()
-    try:
-        server.wait(15)
-    except subprocess.TimeoutExpired:
-        server.kill()
+    stop_processes(server)
 
 
 @pytest.fixture(scope="module")
@@ -111,20 +107,6 @@ def open_page(chromium, asgi_server):
 
 
 @pytest.fixture
-def mirror(kube_api, transactional_db):
-    """The UpdateRequest mirror in a thread, as run_operator runs it, broadcasting live."""
-    from channels.layers import channel_layers
-
-    from approvals import cluster as approvals_cluster
-    from approvals.mirror import UpdateRequestMirror
-
-    channel_layers.backends.clear()  # built on the testbed's Redis
-    approvals_cluster.use(None)
-    stop = threading.Event()
-    watcher = UpdateRequestMirror(kube_api, stop)
-    watcher.watch_timeout = 2
-    watcher.start()
-    assert watcher.synced.wait(30), "the mirror did not list"
-    yield watcher
-    stop.set()
-    watcher.join(15)
+def mirror(mirror, transactional_db):
+    """The shared mirror fixture, with committed rows the browser's server process can see."""
+    return mirror

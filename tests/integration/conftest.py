@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.testbed import cluster
+from tests.testbed.fixtures import stop_processes
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -50,13 +51,7 @@ def operators(testbed, celery_worker, django_db_setup, tmp_path_factory):
         procs.append(proc)
     _wait_for_leader(testbed, lease_namespace, procs)
     yield {"lease_namespace": lease_namespace, "processes": procs}
-    for proc in procs:
-        proc.terminate()
-    for proc in procs:
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    stop_processes(*procs)
 
 
 def _wait_for_leader(testbed, namespace, procs, timeout=60):

@@ -12,7 +12,6 @@ from django.test import Client
 from django.urls import reverse
 
 from approvals import cluster, services
-from approvals.mirror import UpdateRequestMirror
 from approvals.models import AuditEvent, NamespaceGrant, UpdateRequest
 from approvals.permissions import Actor
 from approvals.tasks import ExpiryLoop, expire_overdue_task
@@ -38,21 +37,6 @@ def wait_for(predicate, timeout: float = 30.0, what: str = "condition"):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.1)
-
-
-@pytest.fixture
-def mirror(kube_api):
-    """The mirror watcher in a thread, as run_operator runs it; stopped within seconds."""
-    cluster.use(None)  # the services build their own client from the testbed's kubeconfig
-    stop = threading.Event()
-    watcher = UpdateRequestMirror(kube_api, stop)
-    watcher.watch_timeout = 2
-    watcher.start()
-    assert watcher.synced.wait(30), "mirror did not list"
-    yield watcher
-    stop.set()
-    watcher.join(15)
-    assert not watcher.is_alive()
 
 
 def make_user(username: str, *, grant: str | None = None, permission: bool = True,

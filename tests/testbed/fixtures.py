@@ -212,8 +212,36 @@ def celery_worker(testbed, django_db_setup, tmp_path_factory) -> Iterator[subpro
     worker.log_path = log_path
     worker.metrics_port = metrics_port
     yield worker
-    worker.terminate()
-    try:
-        worker.wait(15)
-    except subprocess.TimeoutExpired:
-        worker.kill()
+    stop_processes(worker)
+
+
+def stop_processes(*procs: subprocess.Popen, timeout: float = 15) -> None:
+    """SIGTERM all, then wait; whatever is still running after ``timeout`` gets SIGKILL."""
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture
+def mirror(kube_api):
+    """The UpdateRequest mirror in a thread, as run_operator runs it; stopped within seconds."""
+    from channels.layers import channel_layers
+
+    from approvals import cluster as approvals_cluster
+    from approvals.mirror import UpdateRequestMirror
+
+    channel_layers.backends.clear()  # rebuilt on the testbed's Redis for live broadcasts
+    approvals_cluster.use(None)  # services build their own client from the testbed kubeconfig
+    stop = threading.Event()
+    watcher = UpdateRequestMirror(kube_api, stop)
+    watcher.watch_timeout = 2
+    watcher.start()
+    assert watcher.synced.wait(30), "the mirror did not list"
+    yield watcher
+    stop.set()
+    watcher.join(15)
+    assert not watcher.is_alive()
