@@ -162,3 +162,50 @@ def test_celery_task_round_trips_through_worker_and_redis(celery_worker, testbed
     assert result.get(timeout=30) == f"v{testbed.kubernetes_version}"
     assert redis.Redis.from_url(redis_url).ping()
     assert b"cluster_version" in celery_worker.log_path.read_bytes()
+
+
+def test_cli_up_then_down_leaves_no_process_behind(tmp_path):
+    """The CLI itself: up prints export lines, status reports a crash, down stops everything."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.testbed.cluster import TestbedState, _alive
+
+    root = Path(__file__).resolve().parents[2]
+    state_dir = tmp_path / "bed"
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "tests.testbed", "--dir", str(state_dir),
+                               *args], cwd=root, capture_output=True, text=True, timeout=180)
+
+    up = cli("up")
+    assert up.returncode == 0, up.stderr
+    assert "export KUBECONFIG=" in up.stdout and "export REDIS_URL=" in up.stdout
+    assert (state_dir / "env.sh").read_text() == up.stdout == cli("env").stdout
+    components = TestbedState.load(state_dir).components
+    assert {c.name for c in components} >= {
+        "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok",
+        "registry-basic", "registry-token", "registry-token-server", "redis"}
+    assert all(_alive(c) for c in components)
+    assert cli("status").returncode == 0
+
+    redis = next(c for c in components if c.name == "redis")
+    os.kill(redis.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while _alive(redis) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    status = cli("status")
+    assert status.returncode == 1
+    assert "redis is not running; last log lines" in status.stdout
+    assert "Ready to accept connections" in status.stdout  # the tail of its own log
+
+    down = cli("down")
+    assert down.returncode == 0, down.stderr
+    assert not any(_alive(c) for c in components)
+    assert not state_dir.exists()
+    leftovers = subprocess.run(["pgrep", "-f", str(state_dir)], capture_output=True, text=True)
+    assert leftovers.stdout.strip() == "", json.dumps(leftovers.stdout)
