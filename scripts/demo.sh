@@ -28,7 +28,13 @@ if [ -z "${KUBECONFIG:-}" ]; then
   STARTED_TESTBED=1
   # shellcheck disable=SC1091
   source "$STATE/testbed.env"
+  # The testbed registry authenticates its notifications with this token.
+  export HEADWIND_WEBHOOK_REGISTRY_TOKEN="$HEADWIND_TESTBED_NOTIFY_TOKEN"
+  export HEADWIND_POLLING_ENABLED=${HEADWIND_POLLING_ENABLED:-true}
+  export HEADWIND_POLLING_INTERVAL=${HEADWIND_POLLING_INTERVAL:-60}
 fi
+export HEADWIND_OPERATOR_METRICS_PORT=${HEADWIND_OPERATOR_METRICS_PORT:-9090}
+export HEADWIND_WORKER_METRICS_PORT=${HEADWIND_WORKER_METRICS_PORT:-9091}
 if [ -z "${REDIS_URL:-}" ]; then
   echo "REDIS_URL is not set and no testbed was started: point it at a Redis server" >&2
   exit 1
@@ -38,11 +44,13 @@ $PY manage.py migrate --noinput -v0
 ADMIN_PASSWORD_FILE="$STATE/admin-password"
 [ -s "$ADMIN_PASSWORD_FILE" ] || $PY -c "import secrets;print(secrets.token_urlsafe(12))" > "$ADMIN_PASSWORD_FILE"
 ADMIN_PASSWORD=$(cat "$ADMIN_PASSWORD_FILE")
-$PY manage.py shell -c "
+$PY manage.py shell -v 0 -c "
 from django.contrib.auth import get_user_model
 User = get_user_model()
 user, _ = User.objects.get_or_create(username='admin', defaults={'is_staff': True, 'is_superuser': True})
 user.set_password('$ADMIN_PASSWORD'); user.is_staff = user.is_superuser = True; user.save()
+from approvals.models import NamespaceGrant
+NamespaceGrant.objects.get_or_create(user=user, pattern='*')
 "
 $PY manage.py collectstatic --noinput -v0
 
@@ -54,6 +62,15 @@ $PY -m celery -A headwind_site worker --pool=threads --concurrency=4 --loglevel=
 pids+=($!)
 $PY manage.py run_operator > "$STATE/logs/operator.log" 2>&1 &
 pids+=($!)
+
+for _ in $(seq 1 100); do
+  curl -fs "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && break
+  sleep 0.2
+done
+if [ -n "${STARTED_TESTBED:-}" ]; then
+  sleep 3  # the operator lists the cluster and takes the Lease
+  $PY scripts/demo_seed.py || echo "demo seed failed; see the logs" >&2
+fi
 
 cat <<MSG
 
