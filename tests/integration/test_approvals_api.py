@@ -20,7 +20,6 @@ from .test_approvals import (
     deployment,
     image_of,
     make_user,
-    mirror,  # noqa: F401 - fixture
     phase_on_cluster,
     row_of,
     wait_for,
