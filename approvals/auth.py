@@ -236,6 +236,10 @@ class TrustedProxyMiddleware:
             user.set_unusable_password()
             user.save(update_fields=["password"])
             log.info("created user %s for the trusted proxy", username)
+        elif user.has_usable_password():
+            # A proxy's header must not become a local password account (say, the admin).
+            log.warning("proxy user %s refused: it is a local password account", username)
+            return None
         if not user.is_active:
             return None
         if groups_value is not None:

@@ -25,7 +25,7 @@ import urllib3
 
 from . import metrics, update_requests
 from .core.images import InvalidImageReference, parse_image
-from .core.policy import InvalidPolicy, PolicySpec, choose_target
+from .core.policy import InvalidPolicy, Policy, PolicySpec, choose_target
 from .kube import ClusterUnreachable, KubeError, request
 from .update_requests import PhaseConflict, rfc3339
 from .workloads import WorkloadKind, kind_of
@@ -144,6 +144,12 @@ def apply_update(
             spec = PolicySpec.from_annotations(annotations)
         except InvalidPolicy as exc:
             return _failed(api, target, obj, str(exc))
+        if update_request is None:
+            # A direct update is the policy's decision: re-check it against the live object,
+            # so an opt-out made after the task was queued is honoured.
+            refusal = _direct_update_refusal(spec, container)
+            if refusal:
+                return _logged("stale", f"{target.label} → {new_image} not applied: {refusal}")
         if (expected_image is not None and live != expected_image
                 and (update_request or not _still_an_upgrade(spec, live, new_image))):
             return _failed(
@@ -183,6 +189,16 @@ def apply_update(
 
     raise WorkloadContention(f"{kind} {namespace}/{name} changed during each of "
                              f"{MAX_ATTEMPTS} attempts (last: {last_error})")
+
+
+def _direct_update_refusal(spec: PolicySpec, container: str) -> str | None:
+    if spec.policy is Policy.NONE:
+        return "the workload's policy is now none"
+    if spec.require_approval:
+        return "the workload now requires approval"
+    if not spec.applies_to_container(container):
+        return f"headwind.sh/images no longer includes {container}"
+    return None
 
 
 def _still_an_upgrade(spec: PolicySpec, live: str, new_image: str) -> bool:

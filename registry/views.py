@@ -7,7 +7,6 @@ import logging
 import redis
 from django.http import HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_http_methods
 
 from operator_app import eventqueue
 from operator_app.metrics import WEBHOOK_EVENTS
@@ -41,20 +40,26 @@ def _refuse(source: str, status: int, outcome: str, reason: str) -> JsonResponse
 
 
 @csrf_exempt
-@require_http_methods(["POST", "OPTIONS"])
 def receive(request, source: str, token: str | None = None) -> HttpResponse:
     parser = PARSERS.get(source)
     if parser is None:
         return JsonResponse({"error": f"unknown webhook source {source!r}"}, status=404)
     if request.method == "OPTIONS":
         return _cloudevents_handshake(request)
+    if request.method != "POST":
+        response = JsonResponse({"error": "use POST"}, status=405)
+        response["Allow"] = "POST, OPTIONS"
+        return response
     try:
         length = int(request.headers.get("Content-Length") or 0)
     except ValueError:
         return _refuse(source, 400, "rejected_invalid", "invalid Content-Length")
     if length > MAX_BODY_BYTES:
         return _refuse(source, 413, "rejected_invalid", f"body larger than {MAX_BODY_BYTES} bytes")
-    body = request.body
+    # Read at most one byte past the limit: a chunked body has no Content-Length to check.
+    body = request.read(MAX_BODY_BYTES + 1)
+    if len(body) > MAX_BODY_BYTES:
+        return _refuse(source, 413, "rejected_invalid", f"body larger than {MAX_BODY_BYTES} bytes")
     verdict = auth.check(source, request.headers, body, token)
     if not verdict.ok:
         return _refuse(source, verdict.status, "rejected_auth", verdict.reason)

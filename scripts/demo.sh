@@ -55,7 +55,7 @@ NamespaceGrant.objects.get_or_create(user=user, pattern='*')
 $PY manage.py collectstatic --noinput -v0
 
 mkdir -p "$STATE/logs"
-$PY -m daphne -b 127.0.0.1 -p "$PORT" headwind_site.asgi:application > "$STATE/logs/web.log" 2>&1 &
+$PY -m headwind_site.web -b 127.0.0.1 -p "$PORT" > "$STATE/logs/web.log" 2>&1 &
 pids+=($!)
 $PY -m celery -A headwind_site worker --pool=threads --concurrency=4 --loglevel=INFO \
     > "$STATE/logs/worker.log" 2>&1 &

@@ -73,7 +73,7 @@ def chromium():
     while it runs, which later tests' ``async_to_sync`` would trip over."""
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium "
-                    "(scripts/install-deps.sh does it with HEADWIND_WITH_BROWSER=1)",
+                    "(scripts/install-deps.sh installs it)",
                     pytrace=False)
     from playwright.sync_api import sync_playwright
 

@@ -20,12 +20,21 @@ from operator_app import update_requests as ur
 from operator_app.kube import request
 from operator_app.workloads import kind_of
 
-from .test_update_requests import create, propose
+from .test_update_requests import create as create_workload
+from .test_update_requests import propose
 
 pytestmark = pytest.mark.testbed
 
 RFC3339_Z = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 OLD, NEW = "reg.example/team/app:1.2.0", "reg.example/team/app:1.3.0"
+# Direct (unapproved) updates are re-checked against the live annotations at apply time.
+DIRECT = {"headwind.sh/policy": "minor", "headwind.sh/require-approval": "false"}
+
+
+def create(api, namespace: str, kind: str, name: str, containers: dict[str, str],
+           annotations: dict[str, str] | None = None) -> dict:
+    return create_workload(api, namespace, kind, name, containers,
+                           {**DIRECT, **(annotations or {})})
 
 
 def read(api, namespace: str, kind: str, name: str) -> dict:
@@ -272,7 +281,7 @@ def test_stale_expected_image_changes_nothing(kube_api, namespace):
     assert moved in result.message and OLD in result.message
     after = read(kube_api, namespace, "Deployment", "web")
     assert after["metadata"]["generation"] == before["metadata"]["generation"]
-    assert ours(after) == ours(before) == {"headwind.sh/policy": "minor"}
+    assert ours(after) == ours(before) == DIRECT
     status = ur.get(kube_api, namespace, proposal.name)["status"]
     assert status["phase"] == "Failed" and status["message"] == result.message
 
@@ -473,3 +482,19 @@ def test_worker_metrics_hook(monkeypatch):
     tasks.serve_worker_metrics()
     monkeypatch.setenv("HEADWIND_WORKER_METRICS_PORT", "not-a-port")
     tasks.serve_worker_metrics()
+
+
+@pytest.mark.parametrize(("annotations", "why"), [
+    ({"headwind.sh/policy": "none"}, "policy is now none"),
+    ({"headwind.sh/require-approval": "true"}, "now requires approval"),
+    ({"headwind.sh/images": "sidecar"}, "no longer includes app"),
+])
+def test_direct_update_honours_an_opt_out_made_after_it_was_queued(kube_api, namespace,
+                                                                   annotations, why):
+    create(kube_api, namespace, "Deployment", "web", {"app": OLD})
+    request(kube_api, "PATCH", kind_of("Deployment").object_path(namespace, "web"),
+            body={"metadata": {"annotations": annotations}},
+            content_type="application/merge-patch+json")
+    result = apply(kube_api, namespace, expected_image=OLD)
+    assert result.outcome == "stale" and why in result.message
+    assert image_of(kube_api, namespace, "Deployment", "web") == OLD

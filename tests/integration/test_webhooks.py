@@ -185,7 +185,8 @@ def test_bad_input_gets_a_reason(client, secrets_configured):
     assert wrong_type.status_code == 415
     huge = post(client, "generic", b"[" + b"0," * (1024 * 1024 + 10) + b"0]", auth)
     assert huge.status_code == 413
-    assert client.get("/webhook/generic").status_code == 405
+    wrong_method = client.get("/webhook/generic")
+    assert wrong_method.status_code == 405 and wrong_method.json()["error"] == "use POST"
     assert post(client, "nosuchregistry", b"{}", auth).status_code == 404
 
 
@@ -251,3 +252,26 @@ def test_verification_drops_forged_tags_and_digests(client, kube_api, namespace,
 
     deliver("1.4.0", real)
     wait_image(kube_api, namespace, "Deployment", "app", f"{image}:1.4.0")
+
+
+def test_path_tokens_never_reach_the_logs(client, secrets_configured):
+    """Docker Hub's token is in the URL: Django's 4xx log line and daphne's access log redact it."""
+    import io
+    import logging
+
+    from headwind_site.redact import RedactWebhookTokens
+    from headwind_site.web import RedactingAccessLog
+
+    handler = logging.StreamHandler(stream := io.StringIO())
+    handler.addFilter(RedactWebhookTokens())
+    logging.getLogger("django.request").addHandler(handler)
+    try:
+        assert post(client, "dockerhub", b"{broken", path_token=TOKEN).status_code == 400
+    finally:
+        logging.getLogger("django.request").removeHandler(handler)
+    assert "/webhook/dockerhub/***" in stream.getvalue() and TOKEN not in stream.getvalue()
+
+    access = io.StringIO()
+    RedactingAccessLog(access).write_entry("127.0.0.1", __import__("datetime").datetime.now(),
+                                           f"POST /webhook/quay/{TOKEN}", 202, 10)
+    assert "/webhook/quay/***" in access.getvalue() and TOKEN not in access.getvalue()

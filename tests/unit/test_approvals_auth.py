@@ -160,6 +160,15 @@ def test_inactive_proxy_user_is_not_signed_in():
     assert response.status_code == 401
 
 
+@override_settings(HEADWIND_TRUSTED_PROXIES=["127.0.0.1/32"])
+def test_proxy_header_cannot_take_over_a_local_password_account():
+    User.objects.create_superuser("admin", password="local-secret")
+    response = Client().get("/api/v1/updates", HTTP_X_FORWARDED_USER="admin",
+                            HTTP_X_FORWARDED_GROUPS="evil")
+    assert response.status_code == 401
+    assert not User.objects.get(username="admin").groups.exists()
+
+
 # --------------------------------------------------------------------------------------------
 # Audit
 # --------------------------------------------------------------------------------------------
