@@ -7,6 +7,7 @@ import logging
 import os
 import socket
 import threading
+import time
 
 import urllib3
 
@@ -42,14 +43,27 @@ class LeaderElector(threading.Thread):
         self.renew_seconds = renew_seconds
         self.stop_event = stop
         self.is_leader = threading.Event()
+        self._renewed_at = float("-inf")  # monotonic start of the last successful renewal
+
+    def leading(self) -> bool:
+        """Leader now, judged by our own clock: a renewal that hangs must not leave us acting
+        after another replica may have taken over (lease minus one renew period of margin)."""
+        margin = self.lease_seconds - self.renew_seconds
+        return self.is_leader.is_set() and time.monotonic() - self._renewed_at < margin
 
     def run(self) -> None:
         while not self.stop_event.is_set():
+            started = time.monotonic()
             try:
                 leading = self.try_acquire_or_renew()
             except (kube.KubeError, urllib3.exceptions.HTTPError, OSError) as exc:
                 log.warning("leader election: %s", exc)
                 leading = False
+            except Exception:  # noqa: BLE001 - the elector must never die while leading
+                log.exception("leader election failed unexpectedly")
+                leading = False
+            if leading:
+                self._renewed_at = started
             if leading and not self.is_leader.is_set():
                 log.info("became leader as %s", self.identity)
             if not leading and self.is_leader.is_set():
@@ -63,7 +77,8 @@ class LeaderElector(threading.Thread):
     def try_acquire_or_renew(self) -> bool:
         now = _now()
         try:
-            lease = kube.request(self.api, "GET", f"{self.path}/{self.name}")
+            lease = kube.request(self.api, "GET", f"{self.path}/{self.name}",
+                                 timeout=self.renew_seconds)
         except kube.KubeError as exc:
             if exc.status != 404:
                 raise
@@ -82,7 +97,8 @@ class LeaderElector(threading.Thread):
             new_spec["leaseTransitions"] = (spec.get("leaseTransitions") or 0) + 1
         lease["spec"] = new_spec
         try:  # resourceVersion in the body makes this a compare-and-swap
-            kube.request(self.api, "PUT", f"{self.path}/{self.name}", body=lease)
+            kube.request(self.api, "PUT", f"{self.path}/{self.name}", body=lease,
+                         timeout=self.renew_seconds)
         except kube.KubeError as exc:
             if exc.status == 409:
                 return False
@@ -97,7 +113,7 @@ class LeaderElector(threading.Thread):
                          "acquireTime": _format(now), "renewTime": _format(now),
                          "leaseTransitions": 0}}
         try:
-            kube.request(self.api, "POST", self.path, body=body)
+            kube.request(self.api, "POST", self.path, body=body, timeout=self.renew_seconds)
         except kube.KubeError as exc:
             if exc.status == 409:
                 return False

@@ -79,7 +79,7 @@ def run(api, *, lease_namespace: str | None = None, identity: str | None = None,
     _start_approvals(api, stop, elector)
 
     def may_act() -> bool:
-        return elector.is_leader.is_set() and all(i.synced.is_set() for i in informers)
+        return elector.leading() and all(i.synced.is_set() for i in informers)
 
     start_poller(api, cache, engine, stop=stop, may_run=may_act)  # no-op unless enabled
     log.info("operator running as %s (lease %s/%s)", elector.identity, lease_namespace,
@@ -103,4 +103,4 @@ def _start_approvals(api, stop: threading.Event, elector: LeaderElector) -> None
     from approvals.tasks import ExpiryLoop
 
     UpdateRequestMirror(api, stop).start()
-    ExpiryLoop(api, stop, is_leader=elector.is_leader.is_set).start()
+    ExpiryLoop(api, stop, is_leader=elector.leading).start()

@@ -17,8 +17,15 @@ from prometheus_client import Counter
 
 from operator_app.cache import WorkloadCache
 from operator_app.core.events import EventSource, ImagePushEvent
+from operator_app.eventqueue import RetryLater
 
-from .client import RegistryClient, RegistryError, RegistryNotFound
+from .client import (
+    RegistryClient,
+    RegistryError,
+    RegistryNotFound,
+    RegistryRateLimited,
+    RegistryServerError,
+)
 from .credentials import CredentialStore
 
 log = logging.getLogger(__name__)
@@ -26,7 +33,7 @@ log = logging.getLogger(__name__)
 VERIFICATIONS = Counter(
     "headwind_webhook_verifications_total",
     "Webhook events checked against their registry (verified, mismatch, missing, error, "
-    "skipped).",
+    "retry, skipped).",
     ["registry", "outcome"],
 )
 
@@ -61,15 +68,22 @@ class WebhookVerifier:
             VERIFICATIONS.labels(host, "skipped").inc()
             return event
         last_error: Exception | None = None
-        for credentials in found or [None]:
+        candidates = found or [None]
+        for index, credentials in enumerate(candidates):
             client = RegistryClient(host, credentials=credentials)
             try:
                 digest = client.head_digest(path, event.tag)
             except RegistryNotFound:
+                if index + 1 < len(candidates):
+                    continue  # another credential may see a repository this one cannot
                 VERIFICATIONS.labels(host, "missing").inc()
                 log.warning("webhook claims %s:%s, which the registry does not have; ignored",
                             event.repository, event.tag)
                 return None
+            except (RegistryServerError, RegistryRateLimited) as exc:
+                # Passing trouble: keep the event queued and try again later.
+                VERIFICATIONS.labels(host, "retry").inc()
+                raise RetryLater(f"verifying {event.repository}:{event.tag}: {exc}") from exc
             except RegistryError as exc:
                 last_error = exc
                 continue

@@ -99,3 +99,22 @@ def test_relist_after_a_watch_gap_repairs_the_cache(kube_api, namespace):
     assert cache.get(("Deployment", namespace, "late")) is not None
     assert cache.matches("quay.io/org/gone") == []
     assert int(informer.resource_version) > int(listed_version)
+
+
+def test_leadership_lapses_by_our_own_clock_when_renewals_stop(kube_api, namespace):
+    """A renewal that hangs must not leave a replica acting after its lease could be taken."""
+    from operator_app.leader import LeaderElector
+
+    first = LeaderElector(kube_api, namespace, identity="a", lease_seconds=3, renew_seconds=1,
+                          stop=threading.Event())
+    second = LeaderElector(kube_api, namespace, identity="b", lease_seconds=3, renew_seconds=1,
+                           stop=threading.Event())
+    first.start()
+    eventually(first.leading, 10)
+    assert not second.try_acquire_or_renew()  # held and fresh
+    first.stop_event.set()  # "a" stops renewing without releasing (as if hung)
+    first.release = lambda: None
+    first.join(5)
+    first.is_leader.set()  # what a hung renewal would leave behind
+    eventually(lambda: not first.leading(), 5)  # lapses by its own clock within the margin
+    eventually(second.try_acquire_or_renew, 10)  # and only then can "b" take over

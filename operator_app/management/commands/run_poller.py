@@ -87,7 +87,7 @@ class Command(BaseCommand):
             elector.start()
 
             def may_run() -> bool:
-                return elector.is_leader.is_set() and all(i.synced.is_set() for i in informers)
+                return elector.leading() and all(i.synced.is_set() for i in informers)
 
             poller.run_forever(stop, may_run)
             elector.join(timeout=10)

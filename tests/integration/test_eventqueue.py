@@ -1,0 +1,82 @@
+"""The webhook → operator queue on the testbed's real Redis: ack after handling, redelivery of
+what failed, a cap on retries, and survival of Redis outages."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+
+import pytest
+import redis
+
+from operator_app import eventqueue
+from operator_app.core.events import EventSource, ImagePushEvent
+
+pytestmark = pytest.mark.testbed
+
+
+def run_consumer(client, stream, handle, **kwargs):
+    stop = threading.Event()
+    thread = threading.Thread(target=eventqueue.consume, daemon=True, args=(client, handle, stop),
+                              kwargs={"stream": stream, "block_ms": 50, "claim_idle_ms": 50,
+                                      **kwargs})
+    thread.start()
+    return stop, thread
+
+
+def eventually(predicate, timeout=15.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not reached")
+
+
+def test_events_round_trip_and_are_acknowledged(redis_url):
+    client = redis.Redis.from_url(redis_url)
+    stream = f"test:{uuid.uuid4().hex}"
+    events = [ImagePushEvent("ghcr.io/a/b", "1.0.0", "sha256:" + "a" * 64),
+              ImagePushEvent("docker.io/library/nginx", "1.27.1", None, EventSource.POLLING)]
+    eventqueue.publish(client, events, stream=stream)
+    seen = []
+    stop, thread = run_consumer(client, stream, seen.append)
+    try:
+        eventually(lambda: len(seen) == 2)
+        eventually(lambda: client.xpending(stream, eventqueue.GROUP)["pending"] == 0)
+    finally:
+        stop.set()
+        thread.join(5)
+    assert seen == events
+
+
+def test_failing_event_is_retried_then_dropped_after_the_cap(redis_url):
+    client = redis.Redis.from_url(redis_url)
+    stream = f"test:{uuid.uuid4().hex}"
+    eventqueue.publish(client, [ImagePushEvent("ghcr.io/a/b", "1.0.0")], stream=stream)
+    attempts = []
+
+    def flaky(event):
+        attempts.append(event)
+        raise eventqueue.RetryLater("registry is down")
+
+    stop, thread = run_consumer(client, stream, flaky)
+    try:
+        eventually(lambda: client.xpending(stream, eventqueue.GROUP)["pending"] == 0, 30)
+    finally:
+        stop.set()
+        thread.join(5)
+    assert len(attempts) == eventqueue.MAX_DELIVERIES
+
+
+def test_consumer_survives_redis_going_away(redis_url, testbed):
+    """Pointed at a Redis that is not there, the loop keeps trying instead of dying."""
+    dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+    stream = f"test:{uuid.uuid4().hex}"
+    stop, thread = run_consumer(dead, stream, lambda event: None)
+    time.sleep(1)
+    assert thread.is_alive()
+    stop.set()
+    thread.join(10)
+    assert not thread.is_alive()
