@@ -78,8 +78,11 @@ def approve(actor: Actor, namespace: str, name: str, comment: str = "") -> Updat
     except ActionRefused as exc:
         _audit_refusal(actor, "approve", target, exc)
         raise
-    row = mirror.upsert(obj)
     phase = phase_of(obj)
+    # Queue first: the custom resource already says Approved, and a local database hiccup
+    # below must not leave it approved but never applied.
+    failed_row = _queue(actor, obj) if phase == ur.APPROVED else None
+    row = failed_row or mirror.upsert(obj)
     status = obj.get("status") or {}
     spec = obj.get("spec") or {}
     audit.record(actor.username, "approve", target, audit.SUCCESS,
@@ -87,8 +90,6 @@ def approve(actor: Actor, namespace: str, name: str, comment: str = "") -> Updat
                  approvals=len(status.get("approvals") or []),
                  required=spec.get("approvalsRequired", 1), new_image=spec.get("newImage"),
                  comment=comment)
-    if phase == ur.APPROVED:
-        row = _queue(actor, obj) or row
     return row
 
 
@@ -204,6 +205,43 @@ def _approve(actor: Actor, namespace: str, name: str, comment: str) -> dict:
                 raise ActionRefused(404, f"no update request {target}") from None
             raise _unavailable(exc) from None
     raise ActionRefused(409, f"{target} kept changing while approving; try again")
+
+
+def resume_approved(api, *, grace_seconds: float = 120, now: datetime | None = None) -> list[str]:
+    """Re-queue Approved requests that never reached Completed/Failed (a lost broker message,
+    a crash between approving and queueing, or an approval written with kubectl). The apply
+    task is idempotent, so a duplicate costs one read."""
+    from operator_app.tasks import apply_update_task
+
+    now = now or datetime.now(UTC)
+    items = kube.request(api, "GET", "/apis/headwind.sh/v1alpha1/updaterequests")["items"]
+    resumed = []
+    for obj in items:
+        status = obj.get("status") or {}
+        if phase_of(obj) != ur.APPROVED:
+            continue
+        approved_at = _parse_time(status.get("approvedAt") or status.get("lastUpdated"))
+        if approved_at is not None and (now - approved_at).total_seconds() < grace_seconds:
+            continue
+        meta, spec = obj["metadata"], obj.get("spec") or {}
+        ref = spec.get("targetRef") or {}
+        apply_update_task.delay(
+            kind=ref.get("kind", ""), namespace=meta["namespace"], name=ref.get("name", ""),
+            container=spec.get("containerName", ""), new_image=spec.get("newImage", ""),
+            expected_image=spec.get("currentImage"), update_request=meta["name"],
+            actor=status.get("approvedBy") or "headwind",
+        )
+        resumed.append(f"{meta['namespace']}/{meta['name']}")
+    return resumed
+
+
+def _parse_time(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
 
 
 def _queue(actor: Actor, obj: dict) -> UpdateRequest | None:

@@ -1,4 +1,5 @@
-"""Periodic approval work: expiring unanswered requests.
+"""Periodic approval work: expiring unanswered requests, and re-queueing approved ones that
+never reached the apply task.
 
 The operator's leader runs :class:`ExpiryLoop` (every ``HEADWIND_EXPIRY_INTERVAL`` seconds,
 default 60); the same work is a Celery task for anyone who prefers celery beat or a manual run.
@@ -35,7 +36,8 @@ def expire_overdue_task() -> list[str]:
 
 
 class ExpiryLoop(threading.Thread):
-    """Runs ``services.expire_overdue`` while ``is_leader()`` says this replica leads."""
+    """Runs ``services.expire_overdue`` and ``services.resume_approved`` while ``is_leader()``
+    says this replica leads."""
 
     def __init__(self, api, stop: threading.Event, is_leader: Callable[[], bool],
                  interval: float | None = None) -> None:
@@ -57,6 +59,7 @@ class ExpiryLoop(threading.Thread):
                 close_old_connections()
                 try:
                     expired = services.expire_overdue(self.api)
+                    resumed = services.resume_approved(self.api)
                 except (kube.KubeError, urllib3.exceptions.HTTPError, OSError,
                         DatabaseError) as exc:
                     log.warning("expiring overdue UpdateRequests failed: %s", exc)
@@ -67,5 +70,8 @@ class ExpiryLoop(threading.Thread):
                 self.runs += 1
                 if expired:
                     log.info("expired %d UpdateRequests: %s", len(expired), ", ".join(expired))
+                if resumed:
+                    log.warning("re-queued %d approved UpdateRequests that were never applied: "
+                                "%s", len(resumed), ", ".join(resumed))
         finally:
             close_old_connections()

@@ -268,6 +268,14 @@ def propose(
     existing = list_for_target(api, kind.kind, namespace, workload.name, container)
     others = [item for item in existing if item["metadata"]["name"] != name]
     mine = next((item for item in existing if item["metadata"]["name"] == name), None)
+    if mine is not None and _worth_renewing(mine, current_image):
+        # An Expired or Failed request, or a Pending one whose starting point is gone (the
+        # workload moved meanwhile, so approving it would only ever be refused as stale), must
+        # not block this target for ever: replace it. Rejected and Completed ones stand.
+        if _delete_if_unchanged(api, mine):
+            log.info("UpdateRequest %s/%s (%s, from %s) replaced", namespace, name,
+                     phase_of(mine), (mine.get("spec") or {}).get("currentImage"))
+            mine = None
     if mine is not None:
         # Already proposed: leave it as it is. If it is still live, finish superseding older
         # requests (a previous call may have stopped between creating and superseding).
@@ -310,6 +318,27 @@ def propose(
              kind.kind, workload.name, container, current_image, new_image)
     superseded = _supersede_older(api, kind, spec, current_tag, name, new_image, others)
     return Proposal(name=name, created=True, superseded=superseded)
+
+
+def _worth_renewing(existing: dict, current_image: str) -> bool:
+    phase = phase_of(existing)
+    if phase in (EXPIRED, FAILED):
+        return True
+    return phase == PENDING and (existing.get("spec") or {}).get("currentImage") != current_image
+
+
+def _delete_if_unchanged(api, existing: dict) -> bool:
+    """Delete exactly the version we looked at; someone acting on it meanwhile wins."""
+    meta = existing["metadata"]
+    try:
+        request(api, "DELETE", f"{_collection(meta['namespace'])}/{meta['name']}",
+                body={"preconditions": {"resourceVersion": meta["resourceVersion"],
+                                        "uid": meta["uid"]}})
+    except KubeError as exc:
+        if exc.status in (404, 409):
+            return exc.status == 404
+        raise
+    return True
 
 
 def _supersede_older(api, kind: WorkloadKind, spec: PolicySpec, current_tag: str | None,

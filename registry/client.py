@@ -253,6 +253,14 @@ def default_scheme(host: str) -> str:
     return "http" if _is_plain_http_allowed(host) else "https"
 
 
+def _is_link_local(hostname: str) -> bool:
+    """169.254.0.0/16 and fe80::/10 host cloud metadata services; no registry lives there."""
+    try:
+        return ipaddress.ip_address(hostname.strip("[]")).is_link_local
+    except ValueError:
+        return False
+
+
 def api_host(host: str) -> str:
     """Where a registry's API lives: Docker Hub (``docker.io``) serves from registry-1."""
     return DOCKER_HUB_API if host.lower() in _DOCKER_HUB_ALIASES else host
@@ -524,7 +532,7 @@ class RegistryClient:
         try:
             response = self.session.request(method, url, params=params, headers=headers,
                                             data=data, auth=auth, timeout=self.timeout,
-                                            allow_redirects=method != "HEAD")
+                                            allow_redirects=False)
         except requests.RequestException as exc:
             self._observe(kind, "connection_error")
             raise RegistryServerError(self.host, None,
@@ -560,6 +568,8 @@ class RegistryClient:
         realm_parts = urlsplit(realm)
         if realm_parts.scheme not in ("http", "https") or not realm_parts.netloc:
             raise RegistryAuthError(self.host, 401, "token realm is not an http(s) URL")
+        if _is_link_local(realm_parts.hostname or ""):
+            raise RegistryAuthError(self.host, 401, "token realm on a link-local address refused")
         has_secret = self.credentials is not None and self.identity != "anonymous"
         if (has_secret and realm_parts.scheme == "http"
                 and not _is_plain_http_allowed(realm_parts.netloc)):
@@ -609,6 +619,12 @@ class RegistryClient:
         status = response.status_code
         if 200 <= status < 300:
             return
+        if 300 <= status < 400:
+            # Never followed: a registry (or anyone who controls one a workload names) must not
+            # steer Headwind to other hosts, such as a cloud metadata endpoint.
+            target = urlsplit(response.headers.get("Location", ""))
+            raise RegistryError(self.host, status,
+                                f"{kind}: redirect to {target.netloc or 'elsewhere'} not followed")
         message = self._scrub(f"{kind}: {_error_text(response)}")
         if status in (401, 403):
             raise RegistryAuthError(self.host, status, message)

@@ -348,3 +348,24 @@ def test_concurrent_approvals_are_all_kept_and_queue_once(kube_api, namespace, m
     live = request(kube_api, "GET", kind_of("Deployment").object_path(namespace, "web"))
     history = live["metadata"]["annotations"]["headwind.sh/update-history"]
     assert history.count(proposal.name) == 1  # applied once
+
+
+def test_an_approval_that_never_reached_the_worker_is_resumed(kube_api, namespace, mirror,
+                                                              celery_worker):
+    """Approved on the cluster (say with kubectl, or the broker lost the message), never
+    applied: the leader's loop queues it again and it completes."""
+    obj = deployment(kube_api, namespace)
+    proposal = propose(kube_api, obj, NEW)
+    long_ago = "2026-01-01T00:00:00Z"
+    ur.set_phase(kube_api, namespace, proposal.name, ur.APPROVED, expect_phases={ur.PENDING},
+                 extra_status={"approvedBy": "kubectl-user", "approvedAt": long_ago})
+    fresh = propose(kube_api, deployment(kube_api, namespace, name="fresh"), NEW)
+    ur.set_phase(kube_api, namespace, fresh.name, ur.APPROVED, expect_phases={ur.PENDING})
+
+    resumed = services.resume_approved(kube_api)
+
+    assert f"{namespace}/{proposal.name}" in resumed
+    assert f"{namespace}/{fresh.name}" not in resumed  # still within the grace period
+    wait_for(lambda: phase_on_cluster(kube_api, namespace, proposal.name) == "Completed",
+             what="Completed on the cluster")
+    assert image_of(kube_api, namespace) == NEW

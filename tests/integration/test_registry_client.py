@@ -18,6 +18,7 @@ from registry.client import (
     BasicCredentials,
     RegistryAuthError,
     RegistryClient,
+    RegistryError,
     RegistryNotFound,
     RegistryRateLimited,
     RegistryServerError,
@@ -309,3 +310,43 @@ def test_concurrent_first_requests_all_authenticate(which, testbed, creds, regis
     for thread in threads:
         thread.join()
     assert errors == [] and results == [["1.0.0"]] * 8
+
+
+@pytest.fixture
+def hostile_registry():
+    """A real HTTP peer that tries to steer the client to a cloud metadata address."""
+    seen = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):  # noqa: N802
+            seen.append(self.path)
+            if self.path.startswith("/v2/redirect/"):
+                self.send_response(302)
+                self.send_header("Location", "http://169.254.169.254/latest/meta-data/")
+            else:
+                self.send_response(401)
+                self.send_header("WWW-Authenticate",
+                                 'Bearer realm="http://169.254.169.254/token",service="x"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"127.0.0.1:{server.server_address[1]}", seen
+    server.shutdown()
+    server.server_close()
+
+
+def test_redirects_and_link_local_realms_are_not_followed(hostile_registry):
+    host, seen = hostile_registry
+    client = RegistryClient(host)
+    with pytest.raises(RegistryError) as redirected:
+        client.list_tags("redirect/app")
+    assert redirected.value.status == 302 and "169.254.169.254" in str(redirected.value)
+    with pytest.raises(RegistryError) as realm:
+        client.list_tags("team/app")
+    assert "link-local" in str(realm.value)
+    assert all(path.startswith("/v2/") for path in seen)  # nothing but registry calls here

@@ -155,8 +155,8 @@ def test_names_are_dns_safe_and_distinct(kube_api, namespace):
         "StatefulSet", "a", "web", "app", "x:1")
 
 
-@pytest.mark.parametrize("final_phase", ["Rejected", "Completed", "Failed"])
-def test_terminal_request_is_never_recreated(kube_api, namespace, final_phase):
+@pytest.mark.parametrize("final_phase", ["Rejected", "Completed"])
+def test_rejected_or_completed_request_is_never_recreated(kube_api, namespace, final_phase):
     obj = create(kube_api, namespace, "Deployment", "web", {"app": "reg.example/app:1.2.0"},
                  POLICY)
     first = propose(kube_api, obj, "reg.example/app:1.3.0")
@@ -172,6 +172,42 @@ def test_terminal_request_is_never_recreated(kube_api, namespace, final_phase):
     assert got["status"]["phase"] == final_phase
     assert got["status"]["message"] == "by a person"
     assert len(all_requests(kube_api, namespace)) == 1
+
+
+@pytest.mark.parametrize("final_phase", ["Expired", "Failed"])
+def test_expired_or_failed_request_does_not_block_its_target(kube_api, namespace, final_phase):
+    obj = create(kube_api, namespace, "Deployment", "web", {"app": "reg.example/app:1.2.0"},
+                 POLICY)
+    first = propose(kube_api, obj, "reg.example/app:1.3.0")
+    ur.set_phase(kube_api, namespace, first.name, final_phase, expect_phases={"Pending"})
+    old_uid = ur.get(kube_api, namespace, first.name)["metadata"]["uid"]
+
+    again = propose(kube_api, obj, "reg.example/app:1.3.0")
+
+    assert again.created and again.name == first.name
+    renewed = ur.get(kube_api, namespace, first.name)
+    assert renewed["metadata"]["uid"] != old_uid
+    assert renewed["status"]["phase"] == "Pending"
+    assert len(all_requests(kube_api, namespace)) == 1
+
+
+def test_pending_request_from_a_moved_starting_point_is_renewed(kube_api, namespace):
+    """1.2.0 → 1.4.0 is pending, then the workload reaches 1.3.0 another way: approving the old
+    request could only be refused as stale, so proposing 1.3.0 → 1.4.0 replaces it."""
+    obj = create(kube_api, namespace, "Deployment", "web", {"app": "reg.example/app:1.2.0"},
+                 POLICY)
+    first = propose(kube_api, obj, "reg.example/app:1.4.0")
+    moved = request(kube_api, "PATCH", kind_of("Deployment").object_path(namespace, "web"),
+                    body={"spec": {"template": {"spec": {"containers": [
+                        {"name": "app", "image": "reg.example/app:1.3.0"}]}}}},
+                    content_type="application/strategic-merge-patch+json")
+
+    again = propose(kube_api, moved, "reg.example/app:1.4.0")
+    assert again.created and again.name == first.name
+    assert ur.get(kube_api, namespace, first.name)["spec"]["currentImage"] == (
+        "reg.example/app:1.3.0")
+    same = propose(kube_api, moved, "reg.example/app:1.4.0")  # and now it is stable again
+    assert not same.created
 
 
 def test_newer_proposal_supersedes_older_pending(kube_api, namespace):
