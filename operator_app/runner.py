@@ -28,16 +28,20 @@ class ClusterDispatcher:
 
     def __init__(self, api) -> None:
         self.api = api
+        # The event consumer and the poller both dispatch: proposals for one target must not
+        # interleave (each would list, create and supersede from its own stale view).
+        self._propose_lock = threading.Lock()
 
     def propose(self, plan: UpdatePlan) -> None:
         from . import update_requests
 
-        result = update_requests.propose(
-            self.api, kind=KINDS[plan.workload.kind], workload=plan.workload,
-            container=plan.container, current_image=plan.current_image,
-            new_image=plan.new_image, new_digest=plan.new_digest, spec=plan.spec,
-            reason=plan.reason, source=plan.source,
-        )
+        with self._propose_lock:
+            result = update_requests.propose(
+                self.api, kind=KINDS[plan.workload.kind], workload=plan.workload,
+                container=plan.container, current_image=plan.current_image,
+                new_image=plan.new_image, new_digest=plan.new_digest, spec=plan.spec,
+                reason=plan.reason, source=plan.source,
+            )
         log.info("UpdateRequest %s/%s: %s", plan.workload.namespace, result.name,
                  "created" if result.created else (result.skipped_reason or "already exists"))
 
