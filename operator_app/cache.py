@@ -200,8 +200,8 @@ class ListWatcher(threading.Thread):
                     raise Expired()
                 raise kube.KubeError(obj.get("code", 0), obj.get("reason", ""),
                                      obj.get("message", ""))
-            self.resource_version = obj.get("metadata", {}).get("resourceVersion",
-                                                                self.resource_version)
+            self.resource_version = (obj.get("metadata") or {}).get("resourceVersion",
+                                                                    self.resource_version)
             if kind == "BOOKMARK":
                 continue
             self.apply_event(kind, obj)

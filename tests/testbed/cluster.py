@@ -342,7 +342,7 @@ class Testbed:
 
     def _node_ready(self) -> bool:
         status, node = self._api("GET", f"/api/v1/nodes/{NODE_NAME}")
-        conditions = node.get("status", {}).get("conditions", []) if status == 200 else []
+        conditions = ((node.get("status") or {}).get("conditions") or []) if status == 200 else []
         return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
 
     def _default_service_account_exists(self) -> bool:
@@ -359,7 +359,7 @@ class Testbed:
                 while time.monotonic() < deadline:
                     _, crd = self._api(
                         "GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
-                    conditions = crd.get("status", {}).get("conditions", [])
+                    conditions = (crd.get("status") or {}).get("conditions") or []
                     if any(c["type"] == "Established" and c["status"] == "True"
                            for c in conditions):
                         break
