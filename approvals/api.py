@@ -19,6 +19,7 @@ import json
 import logging
 
 import urllib3
+from django.core.cache import cache
 from django.core.exceptions import RequestDataTooBig
 from django.http import JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
@@ -68,7 +69,29 @@ class _CsrfCheck(CsrfViewMiddleware):
         return reason
 
 
+# Failed sign-ins per client address: each costs a TokenReview and an audit row, so a flood of
+# random tokens is cut off after this many within the window (per web process).
+MAX_FAILED_SIGN_INS = 30
+FAILED_SIGN_IN_WINDOW = 60
+
+
+def _failures_key(request) -> str:
+    return f"headwind:api-sign-in-failures:{audit.client_address(request)}"
+
+
+def _throttle(request) -> None:
+    if cache.get(_failures_key(request), 0) >= MAX_FAILED_SIGN_INS:
+        raise ApiError(429, "too many failed sign-ins from this address; try again later",
+                       headers={"Retry-After": str(FAILED_SIGN_IN_WINDOW)})
+
+
 def _unauthenticated(request, via: str, reason: str, username: str = "") -> ApiError:
+    key = _failures_key(request)
+    if not cache.add(key, 1, FAILED_SIGN_IN_WINDOW):
+        try:
+            cache.incr(key)
+        except ValueError:  # expired in between
+            cache.add(key, 1, FAILED_SIGN_IN_WINDOW)
     audit.record(username or "anonymous", "login_failed", result=audit.REFUSED, reason=reason,
                  via=via, remote_addr=audit.client_address(request), path=request.path[:200])
     return ApiError(401, reason, headers={"WWW-Authenticate": 'Bearer realm="headwind"'})
@@ -78,6 +101,7 @@ def authenticate(request) -> Actor:
     """The caller, or ApiError 401/403/503."""
     header = request.META.get("HTTP_AUTHORIZATION", "")
     if header:
+        _throttle(request)
         scheme, _, credentials = header.strip().partition(" ")
         scheme, credentials = scheme.lower(), credentials.strip()
         if scheme == "token" or (scheme == "bearer" and

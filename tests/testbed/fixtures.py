@@ -245,3 +245,12 @@ def mirror(kube_api):
     stop.set()
     watcher.join(15)
     assert not watcher.is_alive()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_django_cache():
+    """Per-process caches (sign-in throttling) must not carry over from one test to the next."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield

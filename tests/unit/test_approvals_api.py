@@ -163,3 +163,17 @@ def test_openapi_document_describes_exactly_the_endpoints():
     reject = document["paths"]["/updates/{namespace}/{name}/reject"]["post"]
     assert set(reject["responses"]) >= {"200", "400", "401", "403", "404", "409"}
     assert_error(Client().post(f"{API}/openapi.json"), 405)
+
+
+def test_failed_sign_ins_from_one_address_are_throttled():
+    from approvals.api import MAX_FAILED_SIGN_INS
+    from approvals.models import AuditEvent
+
+    client = Client(REMOTE_ADDR="203.0.113.7")
+    for _ in range(MAX_FAILED_SIGN_INS):
+        assert client.get("/api/v1/updates", HTTP_AUTHORIZATION="Token nope").status_code == 401
+    throttled = client.get("/api/v1/updates", HTTP_AUTHORIZATION="Token nope")
+    assert throttled.status_code == 429 and throttled["Retry-After"] == "60"
+    assert AuditEvent.objects.filter(action="login_failed").count() == MAX_FAILED_SIGN_INS
+    other = Client(REMOTE_ADDR="203.0.113.8")  # another address is not affected
+    assert other.get("/api/v1/updates", HTTP_AUTHORIZATION="Token nope").status_code == 401
