@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 from kubernetes import client
 
 from operator_app.cache import Informer, WorkloadCache
 from operator_app.workloads import DEPLOYMENT
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.testbed
 
@@ -21,15 +21,6 @@ def deployment(name: str, image: str, annotations: dict | None) -> dict:
                                   "spec": {"initContainers": [{"name": "init",
                                                                "image": "busybox:1.36"}],
                                            "containers": [{"name": "main", "image": image}]}}}}
-
-
-def eventually(predicate, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not reached")
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ import redis
 
 from operator_app import eventqueue
 from operator_app.core.events import EventSource, ImagePushEvent
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.testbed
 
@@ -23,15 +24,6 @@ def run_consumer(client, stream, handle, **kwargs):
                                       **kwargs})
     thread.start()
     return stop, thread
-
-
-def eventually(predicate, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not reached")
 
 
 def test_events_round_trip_and_are_acknowledged(redis_url):
