@@ -96,12 +96,21 @@ def check_against_cluster(api, docs: list[dict], namespace: str) -> None:
     enforce_namespace_labels(api, namespace, {
         "pod-security.kubernetes.io/enforce": "restricted",
         "pod-security.kubernetes.io/enforce-version": "latest"})
-    # The profile is really enforced here: a pod without a security context is refused.
-    with pytest.raises(kube.KubeError) as refused:
-        kube.request(api, "POST", f"/api/v1/namespaces/{namespace}/pods", query={"dryRun": "All"},
-                     body={"metadata": {"name": "unsafe"},
-                           "spec": {"containers": [{"name": "c", "image": "busybox"}]}})
-    assert refused.value.status == 403 and "PodSecurity" in refused.value.message
+    # The profile is really enforced here: a pod without a security context is refused (the
+    # admission plugin reads namespace labels from its informer, so allow it a moment).
+    refused = None
+    deadline = time.monotonic() + 15
+    while refused is None and time.monotonic() < deadline:
+        try:
+            kube.request(api, "POST", f"/api/v1/namespaces/{namespace}/pods",
+                         query={"dryRun": "All"},
+                         body={"metadata": {"name": "unsafe"},
+                               "spec": {"containers": [{"name": "c", "image": "busybox"}]}})
+            time.sleep(0.2)
+        except kube.KubeError as exc:
+            refused = exc
+    assert refused is not None, "the restricted profile was never enforced"
+    assert refused.status == 403 and "PodSecurity" in refused.message
     for doc in docs:
         if doc["kind"] == "ServiceAccount":
             kube.request(api, "POST", collection_path(doc, namespace), body=doc)
