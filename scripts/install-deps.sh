@@ -27,7 +27,14 @@ done
 PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   echo "==> creating .venv"
-  "$PY" -m venv .venv
+  if ! "$PY" -m venv .venv 2>/dev/null; then
+    # Debian's own python3 keeps venv (and ensurepip) in a separate package.
+    rm -rf .venv
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-venv >/dev/null
+    "$PY" -m venv .venv
+  fi
 fi
 stamp=.venv/.requirements.sha
 want=$(cat requirements.txt requirements-dev.txt | sha256sum | cut -d' ' -f1)

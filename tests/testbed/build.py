@@ -58,10 +58,20 @@ def is_built() -> bool:
     )
 
 
+def go_binary() -> str | None:
+    """``go`` on PATH, else the usual install location (a non-login shell may lack it)."""
+    found = shutil.which("go")
+    if found:
+        return found
+    fallback = Path("/usr/local/go/bin/go")
+    return str(fallback) if fallback.exists() else None
+
+
 def _go(args: list[str], cwd: Path, log) -> None:
     env = dict(os.environ, CGO_ENABLED="0", GOFLAGS="-mod=readonly")
     log(f"$ (cd {cwd.relative_to(GO_DIR.parent)}) go {' '.join(args)}")
-    proc = subprocess.run(["go", *args], cwd=cwd, env=env, capture_output=True, text=True)
+    proc = subprocess.run([go_binary() or "go", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True)
     if proc.returncode != 0:
         raise BuildError(f"go {' '.join(args[:2])} failed in {cwd.name}:\n{proc.stderr[-4000:]}")
 
@@ -89,7 +99,7 @@ def build(log=lambda msg: print(msg, file=sys.stderr, flush=True)) -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if is_built():
             return target
-        if shutil.which("go") is None:
+        if go_binary() is None:
             raise BuildError("the Go toolchain is required to build the testbed (go not on PATH)")
         staging = target / "bin.partial"
         shutil.rmtree(staging, ignore_errors=True)
@@ -125,7 +135,7 @@ def build(log=lambda msg: print(msg, file=sys.stderr, flush=True)) -> Path:
 def _copy_kwok_stages(dest: Path, log) -> None:
     """kwok refuses to start without Stage objects; they ship inside its module."""
     proc = subprocess.run(
-        ["go", "list", "-m", "-f", "{{.Dir}}", "sigs.k8s.io/kwok"],
+        [go_binary() or "go", "list", "-m", "-f", "{{.Dir}}", "sigs.k8s.io/kwok"],
         cwd=GO_DIR / "kwok", capture_output=True, text=True, check=True,
     )
     module_dir = Path(proc.stdout.strip())
