@@ -25,7 +25,7 @@ from django.utils import timezone
 
 from operator_app import kube
 from operator_app import update_requests as ur
-from operator_app.update_requests import PhaseConflict, phase_of, rfc3339
+from operator_app.update_requests import PhaseConflict, parse_rfc3339, phase_of, rfc3339
 from operator_app.workloads import kind_of
 
 from . import audit, cluster, mirror
@@ -220,7 +220,7 @@ def resume_approved(api, *, grace_seconds: float = 120, now: datetime | None = N
         status = obj.get("status") or {}
         if phase_of(obj) != ur.APPROVED:
             continue
-        approved_at = _parse_time(status.get("approvedAt") or status.get("lastUpdated"))
+        approved_at = parse_rfc3339(status.get("approvedAt") or status.get("lastUpdated"))
         if approved_at is not None and (now - approved_at).total_seconds() < grace_seconds:
             continue
         meta, spec = obj["metadata"], obj.get("spec") or {}
@@ -233,15 +233,6 @@ def resume_approved(api, *, grace_seconds: float = 120, now: datetime | None = N
         )
         resumed.append(f"{meta['namespace']}/{meta['name']}")
     return resumed
-
-
-def _parse_time(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 def _queue(actor: Actor, obj: dict) -> UpdateRequest | None:
@@ -335,16 +326,8 @@ def _require_pending(obj: dict, verb: str) -> None:
 
 def _expired(obj: dict, now: datetime) -> datetime | None:
     """When the request expired, or None while it has not (or has no expiry)."""
-    text = (obj.get("spec") or {}).get("expiresAt")
-    if not text:
-        return None
-    try:
-        expires = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if expires.tzinfo is None:
-        expires = expires.replace(tzinfo=UTC)
-    return expires if expires <= now else None
+    expires = parse_rfc3339((obj.get("spec") or {}).get("expiresAt"))
+    return expires if expires is not None and expires <= now else None
 
 
 def _mark_expired(api, obj: dict) -> dict | None:

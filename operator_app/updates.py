@@ -27,7 +27,7 @@ from . import metrics, update_requests
 from .core.images import InvalidImageReference, parse_image
 from .core.policy import InvalidPolicy, Policy, PolicySpec, choose_target
 from .kube import ClusterUnreachable, KubeError, request
-from .update_requests import PhaseConflict, rfc3339
+from .update_requests import PhaseConflict, parse_rfc3339, rfc3339
 from .workloads import WorkloadKind, kind_of
 
 log = logging.getLogger(__name__)
@@ -263,22 +263,12 @@ def _check_request(api, target: _Target) -> ApplyResult | None:
     return None
 
 
-def _parse_time(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        moment = datetime.fromisoformat(text.strip())
-    except ValueError:
-        return None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
-
-
 def _interval_wait(interval: int, last_text: str | None, now: datetime,
                    target: _Target) -> float | None:
     """Seconds still to wait, or None when the update may go ahead."""
     if interval <= 0:
         return None
-    last = _parse_time(last_text)
+    last = parse_rfc3339(last_text)
     if last is None:
         if last_text:
             log.warning("%s: unreadable %s=%r ignored", target.label, LAST_UPDATE, last_text)

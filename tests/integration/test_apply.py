@@ -173,22 +173,34 @@ def test_already_marks_a_pending_request_completed(kube_api, namespace):
     assert ur.get(kube_api, namespace, proposal.name)["status"]["phase"] == "Completed"
 
 
-def test_concurrent_edit_between_read_and_patch_is_kept(kube_api, namespace, monkeypatch):
+class RacingApiClient(client.ApiClient):
+    """A real ApiClient (same server, same credentials) that lets a test change the workload
+    itself between Headwind's read and its patch, as a concurrent writer would."""
+
+    def __init__(self, base: client.ApiClient, before_first_patch) -> None:
+        super().__init__(base.configuration)
+        self.before_first_patch = before_first_patch
+        self.patches: list = []
+
+    def call_api(self, resource_path, method, *args, **kwargs):
+        if method == "PATCH" and "/deployments/" in resource_path:
+            if not self.patches:
+                self.before_first_patch(resource_path)
+            self.patches.append(kwargs.get("body"))
+        return super().call_api(resource_path, method, *args, **kwargs)
+
+
+def test_concurrent_edit_between_read_and_patch_is_kept(kube_api, namespace):
     """Someone scales and relabels the Deployment after Headwind read it: nothing is lost."""
     create(kube_api, namespace, "Deployment", "web", {"app": OLD}, {"headwind.sh/policy": "minor"})
-    patches = []
-    real_request = updates.request
 
-    def racing_request(api, method, path, **kwargs):
-        if method == "PATCH" and not patches:
-            request(api, "PATCH", path, content_type="application/merge-patch+json",
-                    body={"metadata": {"labels": {"team": "blue"}}, "spec": {"replicas": 3}})
-        if method == "PATCH":
-            patches.append(kwargs["body"])
-        return real_request(api, method, path, **kwargs)
+    def scale_and_relabel(path):
+        request(kube_api, "PATCH", path, content_type="application/merge-patch+json",
+                body={"metadata": {"labels": {"team": "blue"}}, "spec": {"replicas": 3}})
 
-    monkeypatch.setattr(updates, "request", racing_request)
-    result = apply(kube_api, namespace, expected_image=OLD)
+    with RacingApiClient(kube_api, scale_and_relabel) as racing:
+        result = apply(racing, namespace, expected_image=OLD)
+    patches = racing.patches
 
     assert result.outcome == "applied"
     # The first patch was refused by its resourceVersion test (the controller may also have
@@ -202,22 +214,17 @@ def test_concurrent_edit_between_read_and_patch_is_kept(kube_api, namespace, mon
     assert obj["spec"]["template"]["spec"]["containers"][0]["image"] == NEW
 
 
-def test_container_moved_to_another_index_is_found_again(kube_api, namespace, monkeypatch):
+def test_container_moved_to_another_index_is_found_again(kube_api, namespace):
     """Between read and patch a container is inserted before ours: the name test catches it."""
     create(kube_api, namespace, "Deployment", "web", {"app": OLD})
-    real_request = updates.request
-    done = []
 
-    def racing_request(api, method, path, **kwargs):
-        if method == "PATCH" and not done:
-            done.append(True)
-            real_request(api, "PATCH", path, content_type="application/json-patch+json", body=[
-                {"op": "add", "path": "/spec/template/spec/containers/0",
-                 "value": {"name": "first", "image": "reg.example/first:1"}}])
-        return real_request(api, method, path, **kwargs)
+    def insert_first_container(path):
+        request(kube_api, "PATCH", path, content_type="application/json-patch+json", body=[
+            {"op": "add", "path": "/spec/template/spec/containers/0",
+             "value": {"name": "first", "image": "reg.example/first:1"}}])
 
-    monkeypatch.setattr(updates, "request", racing_request)
-    assert apply(kube_api, namespace, expected_image=OLD).outcome == "applied"
+    with RacingApiClient(kube_api, insert_first_container) as racing:
+        assert apply(racing, namespace, expected_image=OLD).outcome == "applied"
     containers = read(kube_api, namespace, "Deployment", "web")["spec"]["template"]["spec"][
         "containers"]
     assert [(c["name"], c["image"]) for c in containers] == [
