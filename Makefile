@@ -9,6 +9,7 @@ install:
 
 test: install
 	$(PY) -m ruff check .
+	.venv/bin/lint-imports --no-cache
 	$(PY) -m pytest
 
 demo: install
@@ -16,6 +17,7 @@ demo: install
 
 lint:
 	$(PY) -m ruff check .
+	.venv/bin/lint-imports --no-cache
 
 testbed-up: install
 	$(PY) -m tests.testbed up

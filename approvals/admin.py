@@ -12,7 +12,8 @@ from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.template.response import TemplateResponse
 from django.utils.html import format_html
 
-from . import queries, services
+from . import selectors, services
+from .errors import ServiceError
 from .models import ApiToken, AuditEvent, NamespaceGrant, Phase, UpdateRequest
 from .permissions import PERMISSION, Actor
 
@@ -83,13 +84,13 @@ class UpdateRequestAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request):
         # Pending first, then newest; column sorting in the changelist overrides it.
-        return queries.filter_requests({}, queryset=self.model._default_manager.all())
+        return selectors.filter_requests({}, queryset=self.model._default_manager.all())
 
     def get_ordering(self, request):
-        return queries.ordering(None)[:-1]  # the annotation from get_queryset; pk is added
+        return selectors.ordering(None)[:-1]  # the annotation from get_queryset; pk is added
 
     def get_search_results(self, request, queryset, search_term):
-        return queries.search(queryset, search_term), False
+        return selectors.search(queryset, search_term), False
 
     @admin.display(description="image", ordering="new_image")
     def image_change(self, obj):
@@ -132,7 +133,7 @@ class UpdateRequestAdmin(admin.ModelAdmin):
         for row in rows:
             try:
                 updated = services.approve(actor, row.namespace, row.name)
-            except services.ActionRefused as exc:
+            except ServiceError as exc:
                 refused.append(f"{row.namespace}/{row.name}: {exc.reason}")
                 continue
             state = updated.phase if updated.phase != Phase.PENDING else \
@@ -153,7 +154,7 @@ class UpdateRequestAdmin(admin.ModelAdmin):
             for row in rows:
                 try:
                     services.reject(actor, row.namespace, row.name, form.cleaned_data["reason"])
-                except services.ActionRefused as exc:
+                except ServiceError as exc:
                     refused.append(f"{row.namespace}/{row.name}: {exc.reason}")
                     continue
                 done.append(f"{row.namespace}/{row.name}")

@@ -18,7 +18,6 @@ import functools
 import json
 import logging
 
-import urllib3
 from django.core.cache import cache
 from django.core.exceptions import RequestDataTooBig
 from django.http import JsonResponse
@@ -28,9 +27,11 @@ from django.views.decorators.csrf import csrf_exempt
 from operator_app import kube
 
 from . import audit, auth, openapi, services
+from .errors import ServiceError
+from .http import status_for
 from .models import UpdateRequest
 from .permissions import VIA_API_TOKEN, Actor, authorize, subject_access_review
-from .queries import InvalidFilter, filter_requests
+from .selectors import InvalidFilter, filter_requests
 
 log = logging.getLogger(__name__)
 
@@ -150,8 +151,7 @@ def _may_read(actor: Actor, verb: str, namespace: str = "", name: str = "") -> N
         allowed, _why = subject_access_review(actor, verb=verb, group="headwind.sh",
                                               resource="updaterequests",
                                               namespace=namespace, name=name)
-    except (kube.KubeError, kube.ClusterUnreachable, urllib3.exceptions.HTTPError,
-            OSError):
+    except kube.KubeError:
         raise ApiError(503, "the Kubernetes API server could not check access; try again") \
             from None
     if not allowed:
@@ -175,8 +175,8 @@ def endpoint(*methods: str):
                 return view(request, actor, *args, **kwargs)
             except ApiError as exc:
                 return error_response(exc.status, exc.reason, exc.error, exc.headers)
-            except services.ActionRefused as exc:
-                return error_response(exc.status, exc.reason)
+            except ServiceError as exc:
+                return error_response(status_for(exc), exc.reason)
             except InvalidFilter as exc:
                 return error_response(400, str(exc))
         return wrapper
@@ -278,7 +278,7 @@ def get_update(request, actor: Actor, namespace: str, name: str):
     if actor.is_kubernetes:  # what RBAC says about this very workload
         try:
             allowed, reason = authorize(actor, namespace, row.target_kind, row.target_name)
-        except (kube.KubeError, urllib3.exceptions.HTTPError, OSError):
+        except kube.KubeError:
             allowed, reason = False, "the Kubernetes API server could not check access"
     else:
         allowed, reason = services.can_approve(actor, namespace)

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from functools import lru_cache
 
-import urllib3
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
@@ -157,12 +156,11 @@ def review_kubernetes_token(token: str) -> tuple[Actor | None, str]:
     try:
         review = kube.request(cluster.api(), "POST",
                               "/apis/authentication.k8s.io/v1/tokenreviews", body=body)
-    except (kube.KubeError, kube.ClusterUnreachable, urllib3.exceptions.HTTPError,
-            OSError) as exc:
+    except kube.KubeError as exc:
         log.warning("TokenReview failed: %s", exc)
         raise TokenReviewUnavailable(str(exc)) from None
     status = review.get("status") or {}
-    ttl = float(getattr(settings, "HEADWIND_TOKEN_REVIEW_CACHE_SECONDS", 60))
+    ttl = settings.HEADWIND.token_review_cache_seconds
     if status.get("authenticated") and (status.get("user") or {}).get("username"):
         user = status["user"]
         actor = Actor.kubernetes(user["username"], groups=user.get("groups") or (),

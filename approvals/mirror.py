@@ -20,7 +20,7 @@ from django.db import IntegrityError, close_old_connections, transaction
 from django.utils.dateparse import parse_datetime
 
 from operator_app.cache import ListWatcher
-from operator_app.update_requests import API_VERSION, PLURAL, phase_of
+from operator_app.proposals import API_VERSION, PLURAL, phase_of
 
 from .models import Phase, UpdateRequest
 

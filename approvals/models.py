@@ -9,10 +9,10 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
-from operator_app.update_requests import PHASE_ORDER
+from operator_app.proposals import Phase as RequestPhase
 
-# The custom resource's phases, named once (operator_app.update_requests): Phase.PENDING, ...
-Phase = models.TextChoices("Phase", [(phase.upper(), phase) for phase in PHASE_ORDER])
+# The custom resource's phases, named once (operator_app.proposals.Phase), as model choices.
+Phase = models.TextChoices("Phase", [(phase.name, phase.value) for phase in RequestPhase])
 
 
 class UpdateRequest(models.Model):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .models import Phase
-from .queries import KINDS, SORTS
+from .selectors import KINDS, SORTS
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 

@@ -1,6 +1,6 @@
 """The HTMX dashboard: the list, a request's page, and the approve and reject dialogs.
 
-Views only orchestrate. Reading goes through ``queries.filter_requests``, every decision through
+Views only orchestrate. Reading goes through ``selectors.filter_requests``, every decision through
 ``services.approve`` / ``services.reject`` (which enforce the permission and the namespace grant
 whatever the page showed), and ``services.can_approve`` only decides which buttons to offer.
 
@@ -32,7 +32,9 @@ from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET, require_http_methods
 
-from . import queries, services
+from . import selectors, services
+from .errors import ServiceError
+from .http import status_for
 from .models import AuditEvent, Phase, UpdateRequest
 from .permissions import Actor
 
@@ -41,7 +43,7 @@ log = logging.getLogger(__name__)
 PAGE_SIZE = 25
 TOAST_EVENT = "headwind:toast"
 POLICIES = ["patch", "minor", "major", "all", "glob", "regexp", "force", "digest"]
-#: ``queries.SORTS`` keys offered in the dashboard (a leading ``-`` reverses).
+#: ``selectors.SORTS`` keys offered in the dashboard (a leading ``-`` reverses).
 SORTS = [
     ("", "Pending first, newest"),
     ("-created", "Newest first"),
@@ -143,7 +145,7 @@ def _missing(request: HttpRequest, namespace: str, name: str) -> HttpResponse:
 def dashboard(request: HttpRequest) -> HttpResponse:
     """Pending first; filtered, sorted and paginated on the server (25 a page)."""
     params = request.GET
-    page = Paginator(queries.filter_requests(params), PAGE_SIZE).get_page(params.get("page"))
+    page = Paginator(selectors.filter_requests(params), PAGE_SIZE).get_page(params.get("page"))
     rights = Rights(Actor.from_request(request))
     rows = [rights.annotate(ur) for ur in page.object_list]
     context = {
@@ -159,7 +161,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         context.update(
             namespaces=UpdateRequest.objects.order_by("namespace")
             .values_list("namespace", flat=True).distinct(),
-            kinds=queries.KINDS, phases=Phase.choices, policies=POLICIES, sorts=SORTS,
+            kinds=selectors.KINDS, phases=Phase.choices, policies=POLICIES, sorts=SORTS,
         )
         response = render(request, "approvals/dashboard.html", context)
     patch_vary_headers(response, ("HX-Request",))
@@ -230,8 +232,8 @@ def _action(request: HttpRequest, namespace: str, name: str, action: str) -> Htt
             ur = services.approve(actor, namespace, name, comment=text)
         else:
             ur = services.reject(actor, namespace, name, text)
-    except services.ActionRefused as exc:
-        return _refused(request, ur, action, exc.status, str(exc.reason))
+    except ServiceError as exc:
+        return _refused(request, ur, action, status_for(exc), exc.reason)
     except Exception as exc:  # noqa: BLE001 - a failed action is a message, never a 500 page
         log.exception("%s of %s/%s by %s failed", action, namespace, name,
                       getattr(actor, "username", "?"))

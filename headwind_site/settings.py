@@ -13,14 +13,16 @@ from urllib.parse import unquote, urlparse
 
 from django.core.exceptions import ImproperlyConfigured
 
+from headwind_site.config import ConfigError, OperatorSettings, parse_bool
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
 def env_bool(name: str, default: bool = False) -> bool:
-    value = os.environ.get(name)
-    if value is None or value.strip() == "":
-        return default
-    return value.strip().lower() in {"1", "true", "yes", "on"}
+    try:
+        return parse_bool(name, os.environ.get(name), default)
+    except ConfigError as exc:
+        raise ImproperlyConfigured(str(exc)) from None
 
 
 def env_list(name: str, default: str = "") -> list[str]:
@@ -73,6 +75,7 @@ INSTALLED_APPS = [
     "operator_app",
     "approvals",
     "registry",
+    "headwind_site",  # the management commands that wire the apps together (running.py)
 ]
 
 MIDDLEWARE = [
@@ -137,8 +140,6 @@ HEADWIND_PROXY_GROUPS_HEADER = os.environ.get("HEADWIND_PROXY_GROUPS_HEADER",
 
 # Kubernetes bearer tokens on the API: TokenReview audiences (empty: the API server's own).
 HEADWIND_TOKEN_AUDIENCES = env_list("HEADWIND_TOKEN_AUDIENCES")
-HEADWIND_TOKEN_REVIEW_CACHE_SECONDS = int(os.environ.get("HEADWIND_TOKEN_REVIEW_CACHE_SECONDS",
-                                                         "60"))
 
 # OpenID Connect single sign-on (mozilla-django-oidc).
 HEADWIND_OIDC_ENABLED = env_bool("HEADWIND_OIDC_ENABLED")
@@ -178,6 +179,13 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", BASE_DIR / "var" / "static"))
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# The operator's, worker's and poller's own knobs (polling, verification, metrics ports,
+# expiry, TokenReview cache): read and checked once, here (headwind_site/config.py).
+try:
+    HEADWIND = OperatorSettings.from_environ(os.environ)
+except ConfigError as _exc:
+    raise ImproperlyConfigured(str(_exc)) from None
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 

@@ -14,8 +14,6 @@ import threading
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 
-import urllib3
-
 from . import kube, metrics
 from .core.images import InvalidImageReference, parse_image
 from .workloads import ContainerImage, WorkloadKind, WorkloadProjection, project
@@ -151,7 +149,7 @@ class ListWatcher(threading.Thread):
                 metrics.WATCH_RESTARTS.labels(self.label, "expired").inc()
                 log.info("%s watch expired; re-listing", self.label)
                 need_list = True
-            except (kube.KubeError, urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
+            except kube.KubeError as exc:
                 metrics.WATCH_RESTARTS.labels(self.label, "error").inc()
                 if isinstance(exc, kube.KubeError) and exc.status == 410:
                     need_list = True

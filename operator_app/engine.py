@@ -15,8 +15,8 @@ from typing import Protocol
 from . import metrics
 from .cache import WorkloadCache
 from .core.events import EventSource, ImagePushEvent
-from .core.images import InvalidImageReference, parse_image, short_digest
-from .core.policy import Decision, InvalidPolicy, Policy, PolicySpec, choose_target, decide_digest
+from .core.images import InvalidImageReference, parse_image
+from .core.policy import InvalidPolicy, PolicySpec, decide
 from .workloads import ContainerImage, WorkloadProjection
 
 log = logging.getLogger(__name__)
@@ -94,24 +94,16 @@ class Engine:
             current = parse_image(container.image)
         except InvalidImageReference:
             return None
-        current_tag = current.effective_tag or "latest"
-        decision = _decide(spec, current_tag, current.digest, candidates)
-        if decision is None:
-            metrics.DECISIONS.labels(*labels, "unchanged").inc()
-            return None
-        new_digest = decision.digest or candidates.get(decision.tag)
-        # Keep a digest pin when the user pinned one (and we know the new digest).
-        new_image = current.with_tag(decision.tag, decision.digest or (
-            new_digest if current.digest else None))
-        if new_image == container.image:
+        decision = decide(spec, current, candidates)
+        if decision is None or decision.image == container.image:
             metrics.DECISIONS.labels(*labels, "unchanged").inc()
             return None
         outcome = "approval" if spec.require_approval else "update"
         metrics.DECISIONS.labels(*labels, outcome).inc()
         log.info("%s %s/%s container %s: %s (%s)", workload.kind, workload.namespace,
                  workload.name, container.name, decision.reason, outcome)
-        return UpdatePlan(workload, container.name, container.image, new_image,
-                          new_digest, spec, decision.reason, str(source))
+        return UpdatePlan(workload, container.name, container.image, decision.image,
+                          decision.digest, spec, decision.reason, str(source))
 
     def _spec(self, workload: WorkloadProjection) -> PolicySpec | InvalidPolicy:
         """Parsed once per annotation set: 10,000 workloads often share a handful."""
@@ -127,15 +119,3 @@ class Engine:
             self._specs[workload.annotations] = cached
         return cached
 
-
-def _decide(spec: PolicySpec, current_tag: str, current_digest: str | None,
-            candidates: Mapping[str, str | None]) -> Decision | None:
-    if spec.policy is Policy.DIGEST:
-        digest = candidates.get(current_tag)
-        if not digest:
-            return None
-        if current_digest is None:
-            return Decision(tag=current_tag, digest=digest,
-                            reason=f"digest policy: pin {current_tag} to {short_digest(digest)}")
-        return decide_digest(current_digest, digest, tag=current_tag)
-    return choose_target(spec, current_tag, candidates)

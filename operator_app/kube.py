@@ -1,4 +1,11 @@
-"""One place that knows how to reach the cluster: KUBECONFIG first, then in-cluster config."""
+"""One place that knows how to reach the cluster: KUBECONFIG first, then in-cluster config.
+
+This is the only module that imports the ``kubernetes`` client (a layer contract in
+``make test`` keeps it so). Every failure of a call comes out as one error family:
+:class:`KubeError` for an answer that is not 2xx, and its subclass :class:`ClusterUnreachable`
+for no answer at all (connection refused, timeout, TLS, a broken stream). Callers catch
+``KubeError`` and ask :attr:`KubeError.transient` whether trying again later makes sense.
+"""
 
 from __future__ import annotations
 
@@ -14,9 +21,35 @@ from kubernetes.config.config_exception import ConfigException
 
 log = logging.getLogger(__name__)
 
+#: Every write names this field manager, so ``managedFields`` says who changed what.
+FIELD_MANAGER = "headwind"
+_WRITES = frozenset({"POST", "PUT", "PATCH"})
 
-class ClusterUnreachable(RuntimeError):
-    """No usable credentials, or the API server did not answer."""
+
+class KubeError(RuntimeError):
+    """A failed call to the API server, with the parts callers branch on.
+
+    ``status`` is the HTTP status, or 0 when nothing usable came back (see
+    :class:`ClusterUnreachable`).
+    """
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(f"{status} {reason}: {message}" if status else message)
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+    @property
+    def transient(self) -> bool:
+        """Worth retrying later: no answer, throttled (429) or failing (5xx)."""
+        return self.status in (0, 429) or self.status >= 500
+
+
+class ClusterUnreachable(KubeError):
+    """No usable credentials, or the API server did not answer (status 0)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(0, "Unreachable", message)
 
 
 @dataclass(frozen=True)
@@ -59,15 +92,6 @@ def probe(api: client.ApiClient, timeout: float = 5.0) -> ClusterInfo:
     return ClusterInfo(server=server, version=version.git_version, source=source)
 
 
-class KubeError(RuntimeError):
-    """A non-2xx answer from the API server, with the parts callers branch on."""
-
-    def __init__(self, status: int, reason: str, message: str) -> None:
-        super().__init__(f"{status} {reason}: {message}")
-        self.status = status
-        self.reason = reason
-        self.message = message
-
 
 def request(
     api: client.ApiClient,
@@ -79,7 +103,14 @@ def request(
     content_type: str = "application/json",
     timeout: float | tuple[float, float] = 30,
 ) -> dict:
-    """A raw JSON call: dicts in and out, no model (de)serialisation (it dominates at scale)."""
+    """A raw JSON call: dicts in and out, no model (de)serialisation (it dominates at scale).
+
+    Writes carry ``fieldManager=headwind``. Raises :class:`KubeError` (or its subclass
+    :class:`ClusterUnreachable`) for anything but a 2xx answer.
+    """
+    query = dict(query or {})
+    if method in _WRITES:
+        query.setdefault("fieldManager", FIELD_MANAGER)
     try:
         response = api.call_api(
             path, method,
@@ -90,8 +121,15 @@ def request(
         )
     except client.ApiException as exc:
         raise _kube_error(exc) from None
-    raw = _http_response(response).data
-    return json.loads(raw) if raw else {}
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        raise _unreachable(api, exc) from None
+    try:
+        raw = _http_response(response).data
+        return json.loads(raw) if raw else {}
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        raise _unreachable(api, exc) from None
+    except ValueError:
+        raise KubeError(0, "BadResponse", f"{method} {path}: the answer is not JSON") from None
 
 
 def stream(
@@ -108,6 +146,8 @@ def stream(
         )
     except client.ApiException as exc:
         raise _kube_error(exc) from None
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        raise _unreachable(api, exc) from None
     response = _http_response(response)
     try:
         buffer = b""
@@ -116,7 +156,14 @@ def stream(
             while b"\n" in buffer:
                 line, buffer = buffer.split(b"\n", 1)
                 if line.strip():
-                    yield json.loads(line)
+                    try:
+                        event = json.loads(line)
+                    except ValueError:
+                        raise KubeError(0, "BadResponse",
+                                        f"watch {path}: a line is not JSON") from None
+                    yield event
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        raise _unreachable(api, exc) from None
     finally:
         response.release_conn()
 
@@ -124,6 +171,11 @@ def stream(
 def _http_response(result):
     """call_api returns the urllib3 response, or a (response, status, headers) tuple."""
     return result[0] if isinstance(result, tuple) else result
+
+
+def _unreachable(api: client.ApiClient, exc: BaseException) -> ClusterUnreachable:
+    return ClusterUnreachable(f"{api.configuration.host} did not answer "
+                              f"({exc.__class__.__name__})")
 
 
 def _kube_error(exc: client.ApiException) -> KubeError:

@@ -9,8 +9,6 @@ import socket
 import threading
 import time
 
-import urllib3
-
 from . import kube, metrics
 
 log = logging.getLogger(__name__)
@@ -56,7 +54,7 @@ class LeaderElector(threading.Thread):
             started = time.monotonic()
             try:
                 leading = self.try_acquire_or_renew()
-            except (kube.KubeError, urllib3.exceptions.HTTPError, OSError) as exc:
+            except kube.KubeError as exc:
                 log.warning("leader election: %s", exc)
                 leading = False
             except Exception:  # noqa: BLE001 - the elector must never die while leading
@@ -128,7 +126,7 @@ class LeaderElector(threading.Thread):
                 lease["spec"]["holderIdentity"] = None
                 lease["spec"]["renewTime"] = None
                 kube.request(self.api, "PUT", f"{self.path}/{self.name}", body=lease)
-        except (kube.KubeError, urllib3.exceptions.HTTPError, OSError) as exc:
+        except kube.KubeError as exc:
             log.info("could not release the lease: %s", exc)
         self.is_leader.clear()
         metrics.LEADER.set(0)

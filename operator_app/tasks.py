@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import logging
-import os
 
-import urllib3
 from celery import shared_task
 from celery.signals import worker_init
+from django.conf import settings
 
-from . import kube, metrics, updates
+from . import apply, kube, metrics
 
 log = logging.getLogger(__name__)
 
@@ -36,51 +35,34 @@ def _backoff(attempt: int) -> int:
 
 
 @shared_task(bind=True, acks_late=True, max_retries=None)
-def apply_update_task(
-    self,
-    kind: str,
-    namespace: str,
-    name: str,
-    container: str,
-    new_image: str,
-    expected_image: str | None = None,
-    update_request: str | None = None,
-    actor: str = "headwind",
-    transient_attempt: int = 0,
-) -> dict:
-    """Apply one update (``updates.apply_update``); returns ``{"outcome", "message"}``.
+def apply_update_task(self, command: dict, transient_attempt: int = 0) -> dict:
+    """Apply one update (``apply.apply_update``); returns ``{"outcome", "message"}``.
 
-    ``deferred`` re-queues the task for when the min-update-interval has passed; transient API
-    errors are retried with backoff ``TRANSIENT_RETRIES`` times and then recorded as a failure.
+    ``command`` is an :class:`~operator_app.apply.UpdateCommand` as a message. ``deferred``
+    re-queues the task for when the min-update-interval has passed; transient API errors are
+    retried with backoff ``TRANSIENT_RETRIES`` times and then recorded as a failure.
     ``transient_attempt`` is internal bookkeeping for that count.
     """
-    call = {
-        "kind": kind, "namespace": namespace, "name": name, "container": container,
-        "new_image": new_image, "expected_image": expected_image,
-        "update_request": update_request, "actor": actor,
-    }
+    update = apply.UpdateCommand.from_message(command)
     api = None
     try:
         api = kube.api_client()
-        result = updates.apply_update(api, **call)
-    except (kube.KubeError, kube.ClusterUnreachable, updates.WorkloadContention,
-            urllib3.exceptions.HTTPError, OSError) as exc:
-        if not updates.is_transient(exc):
+        result = apply.apply_update(api, update)
+    except (kube.KubeError, apply.WorkloadContention, apply.StatusContention) as exc:
+        if not apply.is_transient(exc):
             raise
         if transient_attempt >= TRANSIENT_RETRIES:
             message = f"gave up after {transient_attempt + 1} attempts: {exc}"
             if api is not None:
-                updates.record_failure(api, message=message, **_without(call))
+                apply.record_failure(api, update, message)
             else:
-                log.warning("failed: %s %s/%s container %s → %s: %s", kind, namespace, name,
-                            container, new_image, message)
+                log.warning("failed: %s → %s: %s", update.label, update.new_image, message)
             return {"outcome": "failed", "message": message}
         countdown = _backoff(transient_attempt)
-        log.warning("transient error applying %s %s/%s container %s (attempt %d; retry in "
-                    "%ds): %s", kind, namespace, name, container, transient_attempt + 1,
-                    countdown, exc)
+        log.warning("transient error applying %s (attempt %d; retry in %ds): %s", update.label,
+                    transient_attempt + 1, countdown, exc)
         raise self.retry(
-            args=(), kwargs={**call, "transient_attempt": transient_attempt + 1},
+            args=(), kwargs={"command": command, "transient_attempt": transient_attempt + 1},
             countdown=countdown, exc=exc,
         ) from None
     finally:
@@ -88,26 +70,21 @@ def apply_update_task(
             api.close()
     if result.outcome == "deferred":
         raise self.retry(
-            args=(), kwargs={**call, "transient_attempt": 0},
+            args=(), kwargs={"command": command, "transient_attempt": 0},
             countdown=min(result.retry_after or 1.0, MAX_COUNTDOWN_SECONDS),
         )
     return {"outcome": result.outcome, "message": result.message}
 
 
-def _without(call: dict) -> dict:
-    """``record_failure``'s arguments: everything but ``expected_image``."""
-    return {key: value for key, value in call.items() if key != "expected_image"}
+def queue_update(update: apply.UpdateCommand) -> None:
+    """Hand ``update`` to a worker (raises the broker's error when it cannot be queued)."""
+    apply_update_task.delay(command=update.to_message())
 
 
 @worker_init.connect
 def serve_worker_metrics(**_kwargs) -> None:
     """Worker metrics on ``HEADWIND_WORKER_METRICS_PORT`` (default 9091, ``0`` disables)."""
-    text = os.environ.get("HEADWIND_WORKER_METRICS_PORT", "9091").strip() or "0"
-    try:
-        port = int(text)
-    except ValueError:
-        log.error("HEADWIND_WORKER_METRICS_PORT=%r is not a port number; no worker metrics", text)
-        return
+    port = settings.HEADWIND.worker_metrics_port
     try:
         metrics.serve(port)
     except OSError as exc:  # a busy port must not keep the worker from applying updates

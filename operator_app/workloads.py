@@ -1,22 +1,15 @@
 """One workload-adapter interface, one small implementation per kind.
 
-Everything kind-specific — where the pod template lives, how to read rollout progress — is here;
+Everything kind-specific (where the pod template lives, its API path) is here;
 the cache, the engine and the apply task only talk to :class:`WorkloadKind`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
 ANNOTATION_PREFIX = "headwind.sh/"
-
-
-class RolloutState(StrEnum):
-    PROGRESSING = "Progressing"
-    COMPLETE = "Complete"
-    FAILED = "Failed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,65 +64,11 @@ class WorkloadKind:
                     return f"{base}/{field}/{index}/image"
         return None
 
-    def rollout_state(self, obj: dict) -> RolloutState:
-        return RolloutState.COMPLETE
 
-
-@dataclass(frozen=True)
-class DeploymentKind(WorkloadKind):
-    def rollout_state(self, obj: dict) -> RolloutState:
-        status = obj.get("status") or {}
-        for condition in status.get("conditions") or []:
-            if condition.get("type") == "Progressing" and condition.get("reason") == (
-                "ProgressDeadlineExceeded"
-            ):
-                return RolloutState.FAILED
-        replicas = (obj.get("spec") or {}).get("replicas", 1)
-        if (
-            status.get("observedGeneration", 0) >= obj["metadata"].get("generation", 0)
-            and status.get("updatedReplicas", 0) == replicas
-            and status.get("availableReplicas", 0) == replicas
-            and status.get("replicas", 0) == replicas
-        ):
-            return RolloutState.COMPLETE
-        return RolloutState.PROGRESSING
-
-
-@dataclass(frozen=True)
-class StatefulSetKind(WorkloadKind):
-    def rollout_state(self, obj: dict) -> RolloutState:
-        status = obj.get("status") or {}
-        replicas = (obj.get("spec") or {}).get("replicas", 1)
-        if (
-            status.get("observedGeneration", 0) >= obj["metadata"].get("generation", 0)
-            and status.get("updatedReplicas", 0) == replicas
-            and status.get("readyReplicas", 0) == replicas
-            and status.get("currentRevision") == status.get("updateRevision")
-        ):
-            return RolloutState.COMPLETE
-        return RolloutState.PROGRESSING
-
-
-@dataclass(frozen=True)
-class DaemonSetKind(WorkloadKind):
-    def rollout_state(self, obj: dict) -> RolloutState:
-        status = obj.get("status") or {}
-        desired = status.get("desiredNumberScheduled", 0)
-        if (
-            status.get("observedGeneration", 0) >= obj["metadata"].get("generation", 0)
-            and status.get("updatedNumberScheduled", 0) == desired
-            and status.get("numberAvailable", 0) == desired
-        ):
-            return RolloutState.COMPLETE
-        return RolloutState.PROGRESSING
-
-
-DEPLOYMENT = DeploymentKind("Deployment", "apps/v1", "deployments", ("spec", "template", "spec"))
-STATEFULSET = StatefulSetKind(
-    "StatefulSet", "apps/v1", "statefulsets", ("spec", "template", "spec")
-)
-DAEMONSET = DaemonSetKind("DaemonSet", "apps/v1", "daemonsets", ("spec", "template", "spec"))
-# A CronJob's next Job picks the new image up; there is no rollout to follow.
+DEPLOYMENT = WorkloadKind("Deployment", "apps/v1", "deployments", ("spec", "template", "spec"))
+STATEFULSET = WorkloadKind("StatefulSet", "apps/v1", "statefulsets", ("spec", "template", "spec"))
+DAEMONSET = WorkloadKind("DaemonSet", "apps/v1", "daemonsets", ("spec", "template", "spec"))
+# A CronJob's next Job picks the new image up.
 CRONJOB = WorkloadKind(
     "CronJob", "batch/v1", "cronjobs", ("spec", "jobTemplate", "spec", "template", "spec")
 )

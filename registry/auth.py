@@ -19,6 +19,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from headwind_site.config import parse_bool
+
 
 @dataclass(frozen=True)
 class Verdict:
@@ -41,7 +43,8 @@ def hmac_secret_for(source: str) -> str:
 
 
 def allow_unauthenticated() -> bool:
-    return _env("HEADWIND_WEBHOOK_ALLOW_UNAUTHENTICATED").lower() in {"1", "true", "yes", "on"}
+    return parse_bool("HEADWIND_WEBHOOK_ALLOW_UNAUTHENTICATED",
+                      _env("HEADWIND_WEBHOOK_ALLOW_UNAUTHENTICATED"), False)
 
 
 def is_configured(source: str) -> bool:

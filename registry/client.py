@@ -29,7 +29,6 @@ import email.utils
 import hashlib
 import ipaddress
 import logging
-import os
 import re
 import threading
 import time
@@ -84,7 +83,6 @@ DEFAULT_PAGE_SIZE = 1000
 FALLBACK_PAGE_SIZE = 100  # Quay refuses n > 100
 MAX_PAGES = 1000
 USER_AGENT = "headwind-poller/0.1"
-INSECURE_ENV = "HEADWIND_INSECURE_REGISTRIES"
 
 Observer = Callable[[str, str], None]  # (kind: ping|tags|head|token, outcome)
 
@@ -222,8 +220,9 @@ def _ratelimit_remaining(value: str | None) -> int | None:
 
 def insecure_registries() -> frozenset[str]:
     """``HEADWIND_INSECURE_REGISTRIES``: hosts (``host`` or ``host:port``) spoken to over http."""
-    raw = os.environ.get(INSECURE_ENV, "")
-    return frozenset(item.strip().lower() for item in raw.split(",") if item.strip())
+    from django.conf import settings
+
+    return settings.HEADWIND.insecure_registries
 
 
 def _hostname(hostport: str) -> str:
@@ -401,10 +400,6 @@ class RegistryClient:
         self.session.close()
 
     # -- public API ----------------------------------------------------------------------------
-
-    def ping(self) -> None:
-        """``GET /v2/``: the registry speaks API v2 and (if it challenges) accepts us."""
-        self._request("GET", f"{self.base_url}/v2/", kind="ping", scope="")
 
     def list_tags(self, repository: str) -> list[str]:
         """Every tag of ``repository``, following ``Link: <…>; rel="next"`` pages (``n=`` sent).

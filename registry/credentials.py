@@ -20,8 +20,6 @@ import threading
 import time
 from collections.abc import Callable
 
-import urllib3
-
 from operator_app import kube
 from operator_app.workloads import WorkloadProjection
 
@@ -76,16 +74,6 @@ class CredentialStore:
         entries = self.entries(workload)
         return match_credentials(entries, repository) if entries else []
 
-    def invalidate(self, namespace: str | None = None) -> None:
-        with self._lock:
-            if namespace is None:
-                self._secrets.clear()
-                self._accounts.clear()
-            else:
-                for table in (self._secrets, self._accounts):
-                    for key in [k for k in table if k[0] == namespace]:
-                        del table[key]
-
     # -- cached reads ----------------------------------------------------------------------------
 
     def _cached(self, table: dict, key: tuple[str, str]) -> tuple[bool, object]:
@@ -110,16 +98,16 @@ class CredentialStore:
             return value  # type: ignore[return-value]
         try:
             obj = self._get(f"/api/v1/namespaces/{namespace}/serviceaccounts/{key[1]}")
+        except kube.ClusterUnreachable as exc:
+            log.warning("ServiceAccount %s/%s: API unreachable (%s); using what we had",
+                        namespace, key[1], exc)
+            return value if isinstance(value, list) else []
         except kube.KubeError as exc:
             self._report(key, "serviceaccount", exc)
             names: list[str] = []
             self._store(self._accounts, key, names,
                         self.ttl if exc.status == 404 else ERROR_TTL_SECONDS)
             return names
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            log.warning("ServiceAccount %s/%s: API unreachable (%s); using what we had",
-                        namespace, key[1], type(exc).__name__)
-            return value if isinstance(value, list) else []
         names = [ref.get("name") for ref in obj.get("imagePullSecrets") or []
                  if isinstance(ref, dict) and ref.get("name")]
         self._reported.discard((*key, "serviceaccount"))
@@ -133,15 +121,15 @@ class CredentialStore:
             return value  # type: ignore[return-value]
         try:
             secret = self._get(f"/api/v1/namespaces/{namespace}/secrets/{name}")
+        except kube.ClusterUnreachable as exc:
+            log.warning("Secret %s/%s: API unreachable (%s); using what we had",
+                        namespace, name, exc)
+            return value if isinstance(value, list) else []
         except kube.KubeError as exc:
             self._report(key, "secret", exc)
             self._store(self._secrets, key, [],
                         self.ttl if exc.status == 404 else ERROR_TTL_SECONDS)
             return []
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            log.warning("Secret %s/%s: API unreachable (%s); using what we had",
-                        namespace, name, type(exc).__name__)
-            return value if isinstance(value, list) else []
         entries = _parse_secret(namespace, name, secret)
         self._reported.discard((*key, "secret"))
         self._store(self._secrets, key, entries, self.ttl)

@@ -22,7 +22,6 @@ cycle. The engine is only ever called from the poller's own thread.
 from __future__ import annotations
 
 import logging
-import os
 import random
 import threading
 import time
@@ -32,10 +31,11 @@ from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 
 import requests
+from django.conf import settings
 
 from operator_app.core.events import EventSource
-from operator_app.core.images import InvalidImageReference, parse_image
-from operator_app.core.policy import InvalidPolicy, Policy, PolicySpec, choose_target
+from operator_app.core.images import ImageRef, InvalidImageReference, parse_image
+from operator_app.core.policy import InvalidPolicy, Policy, PolicySpec, decide
 
 from . import metrics
 from .client import (
@@ -50,30 +50,12 @@ from .credentials import CredentialStore
 
 log = logging.getLogger(__name__)
 
-ENABLED_ENV = "HEADWIND_POLLING_ENABLED"
-INTERVAL_ENV = "HEADWIND_POLLING_INTERVAL"
-CONCURRENCY_ENV = "HEADWIND_POLLING_CONCURRENCY"
-DEFAULT_INTERVAL = 300.0
 DEFAULT_JITTER = 0.1
-DEFAULT_CONCURRENCY = 4
 MAX_IDLE_SLEEP = 10.0  # new workloads are due at once; look for them this often
 CLIENT_IDLE_SECONDS = 3600.0
 
 Key = tuple[str, str, str]
 ContainerKey = tuple[Key, str]
-
-
-def polling_enabled() -> bool:
-    return os.environ.get(ENABLED_ENV, "false").strip().lower() in ("1", "true", "yes", "on")
-
-
-def _env_float(name: str, default: float) -> float:
-    try:
-        value = float(os.environ.get(name, "") or default)
-    except ValueError:
-        log.warning("%s is not a number; using %s", name, default)
-        return default
-    return value if value > 0 else default
 
 
 # --- backoff ----------------------------------------------------------------------------------
@@ -180,7 +162,7 @@ class _Group:
     keys: set[Key] = field(default_factory=set)
     containers: list[ContainerKey] = field(default_factory=list)
     head_tags: set[str] = field(default_factory=set)
-    pinned: list[tuple[PolicySpec, str]] = field(default_factory=list)
+    pinned: list[tuple[PolicySpec, ImageRef]] = field(default_factory=list)
     needs_tags: bool = False  # False when every due container follows a digest only
 
     @property
@@ -223,10 +205,10 @@ class Poller:
         self.api = api
         self.cache = cache
         self.engine = engine
-        self.interval = float(interval or _env_float(INTERVAL_ENV, DEFAULT_INTERVAL))
+        self.interval = float(interval or settings.HEADWIND.polling_interval)
         self.jitter = max(0.0, min(jitter, 0.5))
         self.concurrency = int(max_concurrency_per_registry
-                               or _env_float(CONCURRENCY_ENV, DEFAULT_CONCURRENCY))
+                               or settings.HEADWIND.polling_concurrency)
         self.clock = clock
         self.credentials = credentials if credentials is not None else (
             CredentialStore(api) if api is not None else None)
@@ -390,7 +372,7 @@ class Poller:
                 else:
                     group.needs_tags = True
                     if ref.digest is not None:
-                        group.pinned.append((spec, tag))
+                        group.pinned.append((spec, ref))
         for gone in [k for k in self._host_of if k not in seen]:
             del self._host_of[gone]
             self._next_due.pop(gone, None)
@@ -515,8 +497,8 @@ class Poller:
             if group.needs_tags:
                 client, tags = self._authenticated(group, lambda c: c.list_tags(group.path))
             heads = set(group.head_tags)
-            for spec, current_tag in group.pinned:
-                decision = choose_target(spec, current_tag, tags or [])
+            for spec, current in group.pinned:
+                decision = decide(spec, current, dict.fromkeys(tags or []))
                 if decision is not None:
                     heads.add(decision.tag)
             for tag in sorted(heads):
@@ -561,8 +543,8 @@ class Poller:
 def start_poller(api, cache, engine, *, stop: threading.Event,
                  may_run: Callable[[], bool]) -> threading.Thread | None:
     """Run the poller on a daemon thread if ``HEADWIND_POLLING_ENABLED``; else return None."""
-    if not polling_enabled():
-        log.info("registry polling is off (set %s=true to turn it on)", ENABLED_ENV)
+    if not settings.HEADWIND.polling_enabled:
+        log.info("registry polling is off (set HEADWIND_POLLING_ENABLED=true to turn it on)")
         return None
     poller = Poller(api, cache, engine)
     thread = threading.Thread(target=poller.run_forever, args=(stop, may_run),

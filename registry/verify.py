@@ -10,9 +10,9 @@ anonymously too. Unverifiable events are dropped and counted; polling will still
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import replace
 
+from django.conf import settings
 from prometheus_client import Counter
 
 from operator_app.cache import WorkloadCache
@@ -38,13 +38,6 @@ VERIFICATIONS = Counter(
 )
 
 
-def mode() -> str:
-    value = os.environ.get("HEADWIND_WEBHOOK_VERIFY", "true").strip().lower()
-    if value in {"0", "false", "no", "off"}:
-        return "off"
-    return "always" if value == "always" else "with-credentials"
-
-
 class WebhookVerifier:
     def __init__(self, cache: WorkloadCache, credentials: CredentialStore) -> None:
         self.cache = cache
@@ -52,7 +45,7 @@ class WebhookVerifier:
 
     def check(self, event: ImagePushEvent) -> ImagePushEvent | None:
         """The event to act on (with the registry's digest), or None to drop it."""
-        setting = mode()
+        setting = settings.HEADWIND.webhook_verify
         if event.source != EventSource.WEBHOOK or setting == "off":
             return event
         matches = self.cache.matches(event.repository)

@@ -21,9 +21,11 @@ __all__ = [
     "InvalidImageReference",
     "is_valid_digest",
     "is_valid_tag",
+    "join_repository",
     "normalise_repository",
     "parse_image",
     "short_digest",
+    "split_domain",
 ]
 
 DEFAULT_REGISTRY = "docker.io"
@@ -64,8 +66,9 @@ class InvalidImageReference(ValueError):
 class ImageRef:
     """One parsed image reference.
 
-    ``registry``/``path`` are normalised (what the runtime pulls); ``name`` is the repository part
-    exactly as written (what we write back), so ``with_tag`` never changes the user's spelling.
+    ``registry``/``path`` are normalised (what the runtime pulls; the host in lower case, as DNS
+    compares it); ``name`` is the repository part exactly as written (what we write back), so
+    ``with_tag`` never changes the user's spelling.
     """
 
     registry: str
@@ -166,26 +169,43 @@ def normalise_repository(s: str) -> str:
     return ref.repository
 
 
-def _split_name(reference: str, name: str) -> tuple[str, str]:
-    """Split ``name`` into (registry, path) like distribution/reference's splitDockerDomain."""
+def split_domain(name: str) -> tuple[str | None, str]:
+    """``(host, path)`` of a repository name by distribution/reference's splitDockerDomain rule:
+    the first ``/``-separated component is a registry host when it contains ``.`` or ``:``, is
+    ``localhost``, or has an upper-case letter (never valid in a path). ``host`` is None when
+    the name has none (Docker Hub)."""
     first, slash, remainder = name.partition("/")
-    if not slash:
-        registry, path = DEFAULT_REGISTRY, name
-    elif (
-        first == _LOCALHOST
-        or ":" in first
-        or "." in first
-        # Uppercase is never valid in a path, so the runtime reads such a component as a host.
-        or first.lower() != first
-    ):
-        registry, path = first, remainder
-    else:
-        registry, path = DEFAULT_REGISTRY, name
+    if slash and (first == _LOCALHOST or ":" in first or "." in first
+                  or first.lower() != first):
+        return first, remainder
+    return None, name
 
+
+def join_repository(host: str | None, path: str, *, reference: str | None = None) -> str:
+    """The normalised ``registry/path`` key for ``host`` (None: Docker Hub) and ``path``.
+
+    Hosts are compared case-insensitively (DNS is), so the key spells them in lower case, and
+    Docker Hub's aliases fold to ``docker.io``; a one-component Docker Hub path gets
+    ``library/``. Raises InvalidImageReference (naming ``reference``) for anything the runtime
+    would refuse.
+    """
+    registry, path = _split_checked(reference or (f"{host}/{path}" if host else path),
+                                    host, path)
+    return f"{registry}/{path}"
+
+
+def _split_name(reference: str, name: str) -> tuple[str, str]:
+    """Split ``name`` into normalised (registry, path) like ParseNormalizedNamed."""
+    host, path = split_domain(name)
+    return _split_checked(reference, host, path)
+
+
+def _split_checked(reference: str, host: str | None, path: str) -> tuple[str, str]:
+    registry = host.lower() if host is not None else DEFAULT_REGISTRY
     if registry in _DOCKER_HUB_ALIASES:
         registry = DEFAULT_REGISTRY
     if registry != DEFAULT_REGISTRY and not _DOMAIN_RE.fullmatch(registry):
-        raise InvalidImageReference(reference, f"invalid registry host {registry!r}")
+        raise InvalidImageReference(reference, f"invalid registry host {host!r}")
 
     if path.lower() != path:
         raise InvalidImageReference(reference, f"repository name {path!r} must be lowercase")

@@ -19,7 +19,7 @@ from enum import StrEnum
 from typing import Any
 
 from operator_app.core.events import EventSource
-from operator_app.core.images import is_valid_digest, is_valid_tag, short_digest
+from operator_app.core.images import ImageRef, is_valid_digest, is_valid_tag, short_digest
 from operator_app.core.versions import InvalidRange, Range, TagVersion, parse_tag
 
 __all__ = [
@@ -40,6 +40,7 @@ __all__ = [
     "Policy",
     "PolicySpec",
     "choose_target",
+    "decide",
     "decide_digest",
 ]
 
@@ -108,11 +109,13 @@ class InvalidPolicy(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """The one tag to move to, why, and (digest policy) the digest to pin."""
+    """The one tag to move to, why, the registry's digest for it when known, and (from
+    :func:`decide`) the exact image string to write into the pod spec."""
 
     tag: str
     reason: str
     digest: str | None = None
+    image: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,6 +258,50 @@ class PolicySpec:
         return not self.images or container_name in self.images
 
 
+def decide(spec: PolicySpec, current: ImageRef,
+           candidates: Mapping[str, str | None]) -> Decision | None:
+    """The one decision entry point: where should a container running ``current`` move, given
+    the tags (and digests, where known) that exist in its repository?
+
+    Webhook events, the poller, the apply task's re-check and the comparison of two proposals
+    all ask this, so they cannot disagree. The answer carries the exact image to write:
+
+    * ``digest`` policy: the current tag pinned to the registry's digest for it, when that
+      differs from the pinned one (a rebuild); an unpinned tag is pinned;
+    * every other policy: the best tag from :func:`choose_target`; a container the user pinned
+      ``tag@digest`` stays pinned (to the new tag's digest) when that digest is known.
+
+    None when nothing should move, including a digest-only reference (it names no tag to
+    follow) and a result that is the image already running.
+    """
+    current_tag = current.effective_tag
+    if spec.policy is Policy.NONE or current_tag is None:
+        return None
+    if spec.policy is Policy.DIGEST:
+        digest = _known_digest(candidates, current_tag)
+        if digest is None:
+            return None
+        if current.digest is None:
+            choice = Decision(tag=current_tag, digest=digest,
+                              reason=f"digest policy: pin {current_tag} to {short_digest(digest)}")
+        else:
+            choice = decide_digest(current.digest, digest, tag=current_tag)
+            if choice is None:
+                return None
+        pin: str | None = choice.digest
+    else:
+        choice = choose_target(spec, current_tag, candidates)
+        if choice is None:
+            return None
+        known = _known_digest(candidates, choice.tag)
+        choice = Decision(tag=choice.tag, reason=choice.reason, digest=known)
+        pin = known if current.digest else None
+    image = current.with_tag(choice.tag, pin)
+    if image == str(current):
+        return None
+    return Decision(tag=choice.tag, reason=choice.reason, digest=choice.digest, image=image)
+
+
 def choose_target(spec: PolicySpec, current_tag: str, candidates: Iterable[str]) -> Decision | None:
     """The single best tag to move ``current_tag`` to, or None.
 
@@ -303,6 +350,12 @@ def decide_digest(
 # --------------------------------------------------------------------------------------------
 # Internals
 # --------------------------------------------------------------------------------------------
+
+
+def _known_digest(candidates: Mapping[str, str | None], tag: str) -> str | None:
+    """The candidate's digest when it is a usable one; a malformed digest counts as unknown."""
+    digest = candidates.get(tag)
+    return digest if digest and is_valid_digest(digest) else None
 
 
 def _choose_semver(spec: PolicySpec, current_tag: str, candidates: set[str]) -> str | None:

@@ -16,7 +16,7 @@ from playwright.sync_api import expect
 
 from approvals import live
 from approvals.models import NamespaceGrant
-from operator_app import update_requests as ur
+from operator_app import proposals as ur
 from operator_app.kube import request
 from operator_app.workloads import kind_of
 from tests.integration.test_dashboard_actions import NEW, OLD, pending_request
@@ -137,7 +137,7 @@ def test_a_request_created_meanwhile_appears_live(open_page, kube_api, namespace
     assert_not_reloaded(page)
 
     # A change made elsewhere (kubectl) shows up in place too.
-    ur.set_phase(kube_api, namespace, first, ur.REJECTED, message="by kubectl",
+    ur.set_phase(kube_api, namespace, first, ur.Phase.REJECTED, message="by kubectl",
                  extra_status={"rejectedBy": "kubectl"})
     expect(row(page, namespace, first).locator(".badge")).to_have_text("Rejected", timeout=SLOW)
     assert_not_reloaded(page)
@@ -151,7 +151,7 @@ def test_the_detail_page_follows_changes_live(open_page, kube_api, namespace, mi
     mark_page(page)
     expect(page.locator("#detail .badge")).to_have_text("Pending")
 
-    ur.set_phase(kube_api, namespace, name, ur.REJECTED, message="not this week",
+    ur.set_phase(kube_api, namespace, name, ur.Phase.REJECTED, message="not this week",
                  extra_status={"rejectedBy": "kubectl"})
 
     expect(page.locator("#detail .badge")).to_have_text("Rejected", timeout=SLOW)

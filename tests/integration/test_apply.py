@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import socket
@@ -15,13 +16,14 @@ import yaml
 from kubernetes import client
 from prometheus_client import REGISTRY
 
-from operator_app import tasks, updates
-from operator_app import update_requests as ur
+from operator_app import proposals as ur
+from operator_app import tasks
+from operator_app.apply import UpdateCommand, WorkloadContention, apply_update, is_transient
 from operator_app.kube import request
 from operator_app.workloads import kind_of
 
-from .test_update_requests import create as create_workload
-from .test_update_requests import propose
+from .test_proposals import create as create_workload
+from .test_proposals import propose
 
 pytestmark = pytest.mark.testbed
 
@@ -69,10 +71,12 @@ def set_image(api, namespace: str, image: str, name: str = "web") -> None:
             content_type="application/strategic-merge-patch+json")
 
 
-def apply(api, namespace: str, kind: str = "Deployment", name: str = "web", **extra):
-    arguments = dict(kind=kind, namespace=namespace, name=name, container="app", new_image=NEW)
-    arguments.update(extra)
-    return updates.apply_update(api, **arguments)
+def apply(api, namespace: str, kind: str = "Deployment", name: str = "web", *, now=None,
+          update_request=None, **extra):
+    fields = dict(kind=kind, namespace=namespace, name=name, container="app", new_image=NEW,
+                  request=update_request)
+    fields.update(extra)
+    return apply_update(api, UpdateCommand(**fields), now=now)
 
 
 @pytest.mark.parametrize("kind, annotations", [
@@ -411,17 +415,17 @@ def test_task_applies_through_a_real_worker(kube_api, namespace, celery_worker):
                  {"headwind.sh/policy": "minor"})
     proposal = propose(kube_api, obj, NEW)
 
-    result = tasks.apply_update_task.delay(
+    result = tasks.apply_update_task.delay(UpdateCommand(
         "StatefulSet", namespace, "db", "app", NEW, expected_image=OLD,
-        update_request=proposal.name, actor="dave",
-    ).get(timeout=60)
+        request=proposal.name, actor="dave",
+    ).to_message()).get(timeout=60)
 
     assert result["outcome"] == "applied", result
     assert image_of(kube_api, namespace, "StatefulSet", "db") == NEW
     assert ur.get(kube_api, namespace, proposal.name)["status"]["phase"] == "Completed"
-    again = tasks.apply_update_task.delay(
+    again = tasks.apply_update_task.delay(UpdateCommand(
         kind="StatefulSet", namespace=namespace, name="db", container="app", new_image=NEW,
-    ).get(timeout=60)
+    ).to_message()).get(timeout=60)
     assert again == {"outcome": "already",
                      "message": f"StatefulSet {namespace}/db container app already runs {NEW}"}
 
@@ -434,8 +438,8 @@ def test_deferred_task_is_retried_when_the_interval_has_passed(kube_api, namespa
             "headwind.sh/last-update": ur.rfc3339(last)})
     started = time.monotonic()
 
-    result = tasks.apply_update_task.delay("Deployment", namespace, "web", "app", NEW).get(
-        timeout=60)
+    result = tasks.apply_update_task.delay(
+        UpdateCommand("Deployment", namespace, "web", "app", NEW).to_message()).get(timeout=60)
 
     assert result["outcome"] == "applied", result
     assert time.monotonic() - started >= 1.5
@@ -455,39 +459,37 @@ def test_unreachable_api_server_is_retried_then_failed(testbed, settings, tmp_pa
     dead.write_text(yaml.safe_dump(config))
     settings.KUBECONFIG = str(dead)
 
-    outcome = tasks.apply_update_task.apply(
-        kwargs=dict(kind="Deployment", namespace="nowhere", name="web", container="app",
-                    new_image=NEW),
-    ).get()
+    outcome = tasks.apply_update_task.apply(kwargs={"command": UpdateCommand(
+        kind="Deployment", namespace="nowhere", name="web", container="app", new_image=NEW,
+    ).to_message()}).get()
 
     assert outcome["outcome"] == "failed"
     assert outcome["message"].startswith(f"gave up after {tasks.TRANSIENT_RETRIES + 1} attempts")
 
 
 def test_is_transient():
-    from operator_app.kube import KubeError
+    from operator_app.kube import ClusterUnreachable, KubeError
 
-    assert updates.is_transient(KubeError(503, "ServiceUnavailable", "x"))
-    assert updates.is_transient(KubeError(429, "TooManyRequests", "x"))
-    assert updates.is_transient(ConnectionRefusedError())
-    assert updates.is_transient(updates.WorkloadContention("busy"))
-    assert not updates.is_transient(KubeError(403, "Forbidden", "x"))
-    assert not updates.is_transient(KubeError(422, "Invalid", "x"))
+    assert is_transient(KubeError(503, "ServiceUnavailable", "x"))
+    assert is_transient(KubeError(429, "TooManyRequests", "x"))
+    assert is_transient(ClusterUnreachable("connection refused"))
+    assert is_transient(WorkloadContention("busy"))
+    assert not is_transient(ConnectionRefusedError())  # kube.request never lets one through
+    assert not is_transient(KubeError(403, "Forbidden", "x"))
+    assert not is_transient(KubeError(422, "Invalid", "x"))
 
 
-def test_worker_metrics_hook(monkeypatch):
+def test_worker_metrics_hook(settings):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    monkeypatch.setenv("HEADWIND_WORKER_METRICS_PORT", str(port))
+    settings.HEADWIND = dataclasses.replace(settings.HEADWIND, worker_metrics_port=port)
     tasks.serve_worker_metrics()
     body = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
     assert "headwind_updates_applied_total" in body
 
     tasks.serve_worker_metrics()  # the port is taken now: logged, not raised
-    monkeypatch.setenv("HEADWIND_WORKER_METRICS_PORT", "0")
-    tasks.serve_worker_metrics()
-    monkeypatch.setenv("HEADWIND_WORKER_METRICS_PORT", "not-a-port")
+    settings.HEADWIND = dataclasses.replace(settings.HEADWIND, worker_metrics_port=0)
     tasks.serve_worker_metrics()
 
 

@@ -13,7 +13,7 @@ from kubernetes import client as k8s
 
 from approvals import auth, cluster
 from approvals.models import ApiToken, AuditEvent
-from operator_app import update_requests as ur
+from operator_app import proposals as ur
 
 from .test_approvals import (
     NEW,
@@ -24,7 +24,7 @@ from .test_approvals import (
     row_of,
     wait_for,
 )
-from .test_update_requests import propose
+from .test_proposals import propose
 
 pytestmark = [pytest.mark.testbed, pytest.mark.django_db(transaction=True)]
 

@@ -18,9 +18,9 @@ from django.test import Client
 
 from approvals import cluster, live, mirror
 from approvals.models import AuditEvent, NamespaceGrant, Phase, UpdateRequest
-from operator_app import update_requests as ur
+from operator_app import proposals as ur
 
-from .test_update_requests import create, propose
+from .test_proposals import create, propose
 
 pytestmark = [pytest.mark.testbed, pytest.mark.django_db(transaction=True)]
 
@@ -150,7 +150,7 @@ def test_no_grant_for_the_namespace_is_a_403_toast_and_nothing_changes(kube_api,
 def test_acting_on_a_decided_request_is_a_409_toast(kube_api, namespace):
     name = pending_request(kube_api, namespace)
     mirrored(kube_api, namespace, name)
-    ur.set_phase(kube_api, namespace, name, ur.REJECTED, message="no",
+    ur.set_phase(kube_api, namespace, name, ur.Phase.REJECTED, message="no",
                  extra_status={"rejectedBy": "kubectl"})
     dave = browser_for(user_with("dave", "*"))
 

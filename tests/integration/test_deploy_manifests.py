@@ -36,7 +36,7 @@ MANIFESTS = ROOT / "deploy" / "manifests"
 CHART = ROOT / "deploy" / "helm" / "headwind"
 CRD = ROOT / "deploy" / "crds" / "updaterequests.headwind.sh.yaml"
 KWOK_MODULE = ROOT / "tests" / "testbed" / "go" / "kwok"  # pins sprig and sigs.k8s.io/yaml
-CODE = [ROOT / "headwind_site" / "settings.py", ROOT / "registry", ROOT / "operator_app",
+CODE = [ROOT / "headwind_site", ROOT / "registry", ROOT / "operator_app",
         ROOT / "approvals"]
 IMAGE = "ghcr.io/headwind-sh/headwind:0.1.0"
 

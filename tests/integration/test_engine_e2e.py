@@ -205,3 +205,26 @@ def test_update_path_metrics_are_emitted(kube_api, namespace, testbed, push_imag
     from operator_app.metrics import WEBHOOK_EVENTS  # the live server runs in this process
 
     assert WEBHOOK_EVENTS.labels("registry", "accepted")._value.get() >= 1
+
+
+def test_a_host_in_capitals_matches_a_push_named_in_lower_case(
+        kube_api, namespace, testbed, notification_sink, webhook_relay, operators):
+    """The workload spells its registry host ``LOCALHOST:<port>``; the registry's notification
+    names the host the pusher used, ``localhost:<port>``. Hosts compare case-insensitively."""
+    from tests.testbed.registry import RegistryPusher
+
+    port = testbed.registry.rpartition(":")[2]
+    pusher = RegistryPusher(f"localhost:{port}", testbed.registry_user,
+                            testbed.registry_password)
+    repository = f"{namespace}/app"
+    image = f"LOCALHOST:{port}/{repository}"
+    pusher.push_image(repository, "1.2.3")
+    create(kube_api, namespace, workload("Deployment", "app", f"{image}:1.2.3", ANNOTATIONS))
+
+    digest = pusher.push_image(repository, "1.3.0")
+    note = notification_sink.wait_for(
+        lambda note: any(e["target"].get("digest") == digest and e.get("action") == "push"
+                         for e in note.json().get("events", [])))
+    hosts = {e["request"]["host"] for e in note.json()["events"] if e.get("action") == "push"}
+    assert hosts == {f"localhost:{port}"}  # the notification really names it in lower case
+    wait_image(kube_api, namespace, "Deployment", "app", f"{image}:1.3.0")  # spelling kept

@@ -8,6 +8,7 @@ rate-limited registry next to the real one.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import logging
 import threading
@@ -437,7 +438,7 @@ def test_credentials_from_pull_secret_and_service_account(kube_api, namespace, t
 
 
 def test_loop_runs_only_while_allowed_and_stops(kube_api, namespace, testbed, push_image,
-                                                monkeypatch):
+                                                settings):
     from registry.poller import start_poller
 
     repository = f"{namespace}/loop"
@@ -454,10 +455,10 @@ def test_loop_runs_only_while_allowed_and_stops(kube_api, namespace, testbed, pu
     stop = threading.Event()
     allowed = threading.Event()
 
-    monkeypatch.delenv("HEADWIND_POLLING_ENABLED", raising=False)
+    settings.HEADWIND = dataclasses.replace(settings.HEADWIND, polling_enabled=False)
     assert start_poller(kube_api, cache, engine, stop=stop, may_run=allowed.is_set) is None
 
-    monkeypatch.setenv("HEADWIND_POLLING_ENABLED", "true")
+    settings.HEADWIND = dataclasses.replace(settings.HEADWIND, polling_enabled=True)
     thread = start_poller(kube_api, cache, engine, stop=stop, may_run=allowed.is_set)
     time.sleep(1.5)
     assert dispatcher.applied == []  # not the leader yet: no polling

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from kubernetes import client
 
-from operator_app import kube, update_requests, updates
+from operator_app import apply, kube, proposals
 from operator_app.cache import Informer, WorkloadCache
 from operator_app.core.policy import PolicySpec
 from operator_app.leader import LeaderElector
@@ -103,18 +103,18 @@ def test_operator_and_worker_work_with_the_shipped_rbac(headwind_api, kube_api, 
     assert found.username == "u"
 
     # An UpdateRequest, then the apply (patch, annotations, Event, request status).
-    proposal = update_requests.propose(
+    proposal = proposals.propose(
         headwind_api, kind=DEPLOYMENT, workload=workload, container="app", current_image=image,
         new_image="registry.example.com/team/app:1.3.0", new_digest=None,
         spec=PolicySpec.from_annotations(workload.annotation_map), reason="test",
         source="webhook")
     assert proposal.created
-    result = updates.apply_update(
-        headwind_api, kind="Deployment", namespace=namespace, name="app", container="app",
+    result = apply.apply_update(headwind_api, apply.UpdateCommand(
+        kind="Deployment", namespace=namespace, name="app", container="app",
         new_image="registry.example.com/team/app:1.3.0", expected_image=image,
-        update_request=proposal.name, actor="rbac-test")
+        request=proposal.name, actor="rbac-test"))
     assert result.outcome == "applied", result.message
-    status = update_requests.get(headwind_api, namespace, proposal.name)["status"]
+    status = proposals.get(headwind_api, namespace, proposal.name)["status"]
     assert status["phase"] == "Completed"
 
     # The approvals API's reviews.

@@ -15,6 +15,7 @@ from operator_app.core.images import (
     InvalidImageReference,
     is_valid_digest,
     is_valid_tag,
+    join_repository,
     normalise_repository,
     parse_image,
     short_digest,
@@ -71,16 +72,18 @@ SHA2 = "sha256:" + "fedcba9876543210" * 4
         ("10.0.0.1:5000/a/b/c:x", "10.0.0.1:5000", "a/b/c", "x", None, "10.0.0.1:5000/a/b/c"),
         ("[::1]:5000/app:1", "[::1]:5000", "app", "1", None, "[::1]:5000/app"),
         ("[2001:db8::1]/app", "[2001:db8::1]", "app", None, None, "[2001:db8::1]/app"),
+        # Hosts compare case-insensitively (DNS does): the key spells them in lower case, the
+        # name keeps the user's spelling for what is written back.
         (
             "REGISTRY.example.com/app",
-            "REGISTRY.example.com",
+            "registry.example.com",
             "app",
             None,
             None,
             "REGISTRY.example.com/app",
         ),
         # ParseNormalizedNamed: an uppercase first component can only be a host.
-        ("Registry/app", "Registry", "app", None, None, "Registry/app"),
+        ("Registry/app", "registry", "app", None, None, "Registry/app"),
         (
             "docker.io/a.b-c__d/e---f:T_a.g-1",
             "docker.io",
@@ -289,8 +292,8 @@ def test_parse_round_trips(text: str) -> None:
     ref = parse_image(text)
     assert str(ref) == text
     assert parse_image(str(ref)) == ref
-    # The normalised repository is itself a stable, valid repository.
-    assert normalise_repository(ref.repository) == ref.repository
+    # The normalised (registry, path) is stable: joining it again gives the same key.
+    assert join_repository(ref.registry, ref.path) == ref.repository
 
 
 @given(_image_strings(), st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,30}", fullmatch=True))

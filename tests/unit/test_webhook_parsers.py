@@ -539,7 +539,7 @@ def test_generic_image_forms(payload, expected):
         ({"image": "reg.io/App Name", "tag": "1"}, "invalid repository"),
         ({"image": "reg.io//app", "tag": "1"}, "invalid repository"),
         ({"image": "my_reg.io/app", "tag": "1"}, "invalid registry host"),
-        ({"image": "reg.io/" + "a" * 300, "tag": "1"}, "too long"),
+        ({"image": "reg.io/" + "a" * 300, "tag": "1"}, "longer than 255"),
         ({"image": "reg.io/caf\u00e9", "tag": "1"}, "invalid repository"),
     ],
 )
@@ -794,3 +794,38 @@ def test_fuzz_mutated_fixtures(source, data, headers):
 def test_every_fixture_through_every_parser(source, name):
     """Misrouted deliveries (a Harbor body on the Quay URL…) are rejected or ignored cleanly."""
     assert_parses_or_rejects(PARSERS[source], fixture(name), {})
+
+
+# --- one normaliser: the webhooks' repository is the core's ------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "REGISTRY.example.com/team/app",  # a host in capitals: DNS is case-blind, so is the key
+        "MyHost/app",  # an upper-case first component is a host (distribution/reference)
+        "myhost/app",  # ... and a lower-case one is a Docker Hub namespace
+        "Index.Docker.io/library/nginx",
+        "nginx",
+        "localhost:5000/a/b",
+        "[::1]:5000/app",
+    ],
+)
+def test_webhook_repositories_are_normalised_by_the_core(name):
+    from operator_app.core.images import parse_image
+
+    assert normalise_repository(name) == parse_image(name).repository
+
+
+def test_a_push_names_the_host_in_any_case():
+    body = json.dumps({"events": [{
+        "action": "push",
+        "target": {"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                   "repository": "team/app", "tag": "1.1.0", "digest": "sha512:" + "ab" * 64},
+        "request": {"host": "Registry.Example.COM"},
+    }]}).encode()
+    event = parse_registry(body, {}).events[0]
+    from operator_app.core.images import parse_image
+
+    assert event.repository == parse_image("REGISTRY.example.com/team/app:1.0").repository
+    assert event.digest == "sha512:" + "ab" * 64  # sha384/sha512 as go-digest allows

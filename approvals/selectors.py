@@ -4,7 +4,7 @@
 
 =============  ==================================================================================
 ``namespace``  exact namespace; several separated by commas
-``kind``       target kind (Deployment, StatefulSet, DaemonSet, CronJob, HelmRelease), case-blind
+``kind``       target kind (Deployment, StatefulSet, DaemonSet, CronJob), case-blind
 ``phase``      Pending, Approved, Rejected, Completed, Failed, Expired, Superseded, case-blind
 ``policy``     the request's policy (patch, minor, major, ...)
 ``q``          case-insensitive substring of name, target name, current or new image
@@ -22,9 +22,11 @@ from collections.abc import Mapping
 
 from django.db.models import Case, IntegerField, Q, QuerySet, Value, When
 
+from operator_app.workloads import KINDS as WORKLOAD_KINDS
+
 from .models import Phase, UpdateRequest
 
-KINDS = ("Deployment", "StatefulSet", "DaemonSet", "CronJob", "HelmRelease")
+KINDS = tuple(WORKLOAD_KINDS)
 PHASE_ORDER = (Phase.PENDING, Phase.APPROVED, Phase.FAILED, Phase.COMPLETED, Phase.REJECTED,
                Phase.EXPIRED, Phase.SUPERSEDED)
 MAX_VALUE = 1024

@@ -8,7 +8,7 @@ import pytest
 
 from approvals import mirror
 from approvals.models import UpdateRequest
-from approvals.queries import InvalidFilter, filter_requests, phase_counts
+from approvals.selectors import InvalidFilter, filter_requests, phase_counts
 
 from .approvals_helpers import cr, make_row, record_broadcasts
 

@@ -1,4 +1,5 @@
-"""``manage.py run_operator``: connects to the cluster and runs the watchers."""
+"""``manage.py run_operator``: connects to the cluster and runs the operator
+(:func:`headwind_site.running.run_operator`)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from operator_app import kube
 
-log = logging.getLogger("operator_app.run_operator")
+log = logging.getLogger("headwind.run_operator")
 
 
 class Command(BaseCommand):
@@ -34,6 +35,6 @@ class Command(BaseCommand):
         self.stdout.write(f"connected to {info.server} (Kubernetes {info.version})")
         if check:
             return
-        from operator_app.runner import run  # the engine; imported late to keep --check cheap
+        from headwind_site.running import run_operator  # imported late to keep --check cheap
 
-        run(api, lease_namespace=lease_namespace, identity=identity)
+        run_operator(api, lease_namespace=lease_namespace, identity=identity)

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from prometheus_client import REGISTRY
 
-from operator_app import update_requests as ur
+from operator_app import proposals as ur
 from operator_app.core.policy import PolicySpec
 from operator_app.kube import KubeError, request
 from operator_app.workloads import kind_of, project

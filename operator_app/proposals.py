@@ -24,12 +24,14 @@ import hashlib
 import logging
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 
 from . import metrics
-from .core.images import InvalidImageReference, parse_image
-from .core.policy import Policy, PolicySpec, choose_target
+from .core.images import ImageRef, InvalidImageReference, parse_image
+from .core.policy import Policy, PolicySpec, decide
 from .core.versions import parse_tag
 from .kube import KubeError, request
 from .workloads import WorkloadKind, WorkloadProjection
@@ -47,18 +49,21 @@ LABEL_TARGET_KIND = "headwind.sh/target-kind"
 LABEL_TARGET_NAME = "headwind.sh/target-name"
 LABEL_CONTAINER = "headwind.sh/container"
 
-PENDING = "Pending"
-APPROVED = "Approved"
-REJECTED = "Rejected"
-COMPLETED = "Completed"
-FAILED = "Failed"
-EXPIRED = "Expired"
-SUPERSEDED = "Superseded"
-#: In lifecycle order; the approvals mirror's choices are built from this.
-PHASE_ORDER = (PENDING, APPROVED, REJECTED, COMPLETED, FAILED, EXPIRED, SUPERSEDED)
-PHASES = frozenset(PHASE_ORDER)
+
+class Phase(StrEnum):
+    """An UpdateRequest's ``status.phase``, in lifecycle order."""
+
+    PENDING = "Pending"
+    APPROVED = "Approved"
+    REJECTED = "Rejected"
+    COMPLETED = "Completed"
+    FAILED = "Failed"
+    EXPIRED = "Expired"
+    SUPERSEDED = "Superseded"
+
+
 #: Requests that may still lead to an update.
-LIVE_PHASES = frozenset({PENDING, APPROVED})
+LIVE_PHASES = frozenset({Phase.PENDING, Phase.APPROVED})
 
 _NAME_MAX = 63  # a DNS-1123 label: also valid wherever a subdomain is
 _HASH_LEN = 10
@@ -152,9 +157,13 @@ def _label_value(text: str) -> str:
     return re.sub(r"^[^A-Za-z0-9]+|[^A-Za-z0-9]+$", "", value)
 
 
-def phase_of(obj: dict) -> str:
-    """The request's phase; a request whose status was not written yet is Pending."""
-    return ((obj.get("status") or {}).get("phase")) or PENDING
+def phase_of(obj: dict) -> Phase:
+    """The request's phase; a request whose status was not written yet (or holds a phase we do
+    not know) is Pending."""
+    try:
+        return Phase((obj.get("status") or {}).get("phase") or Phase.PENDING)
+    except ValueError:
+        return Phase.PENDING
 
 
 def _collection(namespace: str) -> str:
@@ -188,46 +197,65 @@ def _targets(obj: dict, kind: str, name: str, container: str) -> bool:
     return (ref.get("kind"), ref.get("name"), spec.get("containerName")) == (kind, name, container)
 
 
-def set_phase(
-    api,
-    namespace: str,
-    name: str,
-    phase: str,
-    *,
-    message: str | None = None,
-    extra_status: dict | None = None,
-    expect_phases: set[str] | None = None,
-) -> dict:
-    """Write ``status.phase`` plus ``lastUpdated``, ``message`` and ``extra_status``.
+class StatusContention(RuntimeError):
+    """The request changed under every one of our status writes; nothing was written."""
 
-    Guarded by resourceVersion: on a conflict the request is re-read and ``expect_phases``
-    checked again, so a concurrent approval or rejection is never overwritten. Raises
-    PhaseConflict when the current phase (missing counts as Pending) is not in ``expect_phases``.
-    Returns the updated object.
+
+def update_status(api, namespace: str, name: str, change: Callable[[dict], dict]) -> dict:
+    """The one writer of UpdateRequest status (operator, apply task, web, API, admin).
+
+    Reads the request, lets ``change(obj)`` compute the new ``status`` from it (``change`` may
+    raise to refuse; nothing is written then), stamps ``lastUpdated`` and writes through the
+    status subresource guarded by the resourceVersion it read. On a 409 the request is read
+    again and ``change`` asked again, so a concurrent approval or rejection is never
+    overwritten. Returns the updated object; KubeError(404) when the request does not exist.
     """
-    if phase not in PHASES:
-        raise ValueError(f"unknown UpdateRequest phase {phase!r}")
     for attempt in range(1, _STATUS_WRITE_ATTEMPTS + 1):
         obj = get(api, namespace, name)
-        current = phase_of(obj)
-        if expect_phases is not None and current not in expect_phases:
-            raise PhaseConflict(namespace, name, current, set(expect_phases))
-        status = dict(obj.get("status") or {})
-        status["phase"] = phase
+        status = dict(change(obj))
         status["lastUpdated"] = rfc3339(datetime.now(UTC))
-        if message is not None:
-            status["message"] = message
-        status.update(extra_status or {})
         obj["status"] = status  # metadata.resourceVersion stays: the write is conditional
         try:
             return request(api, "PUT", f"{_path(namespace, name)}/status", body=obj)
         except KubeError as exc:
-            if exc.status != 409 or attempt == _STATUS_WRITE_ATTEMPTS:
+            if exc.status != 409:
                 raise
-            log.debug("UpdateRequest %s/%s changed while writing %s; re-reading",
-                      namespace, name, phase)
+            log.debug("UpdateRequest %s/%s changed while writing its status (attempt %d); "
+                      "re-reading", namespace, name, attempt)
             time.sleep(0.02 * attempt)
-    raise AssertionError("unreachable")
+    raise StatusContention(f"UpdateRequest {namespace}/{name} kept changing while its status "
+                           f"was written")
+
+
+def set_phase(
+    api,
+    namespace: str,
+    name: str,
+    phase: Phase,
+    *,
+    message: str | None = None,
+    extra_status: dict | None = None,
+    expect_phases: set[Phase] | None = None,
+) -> dict:
+    """Write ``status.phase`` plus ``message`` and ``extra_status`` (see :func:`update_status`).
+
+    Raises PhaseConflict when the current phase (missing counts as Pending) is not in
+    ``expect_phases``.
+    """
+    phase = Phase(phase)
+
+    def change(obj: dict) -> dict:
+        current = phase_of(obj)
+        if expect_phases is not None and current not in expect_phases:
+            raise PhaseConflict(namespace, name, current, set(expect_phases))
+        status = dict(obj.get("status") or {})
+        status["phase"] = phase.value
+        if message is not None:
+            status["message"] = message
+        status.update(extra_status or {})
+        return status
+
+    return update_status(api, namespace, name, change)
 
 
 # --------------------------------------------------------------------------------------------
@@ -235,9 +263,11 @@ def set_phase(
 # --------------------------------------------------------------------------------------------
 
 
-def _compare(spec: PolicySpec, current_tag: str | None, our_tag: str, their_tag: str,
-             our_image: str, their_image: str) -> str | None:
+def _compare(spec: PolicySpec, current: ImageRef | None, our_image: str,
+             their_image: str) -> str | None:
     """Which proposal moves further: "ours", "theirs", "equal", or None when not comparable."""
+    our_tag = _tag_of(our_image) or our_image
+    their_tag = _tag_of(their_image) or their_image
     if our_tag == their_tag:
         if spec.policy is Policy.DIGEST and our_image != their_image:
             return "ours"  # the same tag rebuilt again: the latest digest is the one to pin
@@ -245,14 +275,21 @@ def _compare(spec: PolicySpec, current_tag: str | None, our_tag: str, their_tag:
     mine, other = parse_tag(our_tag), parse_tag(their_tag)
     if mine is not None and other is not None and mine.version == other.version:
         return "equal"  # 1.4.0 and v1.4.0: one version, spelled twice
-    if current_tag:
-        decision = choose_target(spec, current_tag, [their_tag, our_tag])
+    if current is not None:
+        decision = decide(spec, current, {their_tag: None, our_tag: None})
         if decision is not None and decision.tag in (our_tag, their_tag):
             return "ours" if decision.tag == our_tag else "theirs"
     # The policy picks neither (e.g. it changed since): compare as versions when both are.
     if mine is None or other is None:
         return None
     return "ours" if mine.version > other.version else "theirs"
+
+
+def _parsed(image: str) -> ImageRef | None:
+    try:
+        return parse_image(image)
+    except InvalidImageReference:
+        return None
 
 
 def propose(
@@ -273,8 +310,7 @@ def propose(
         raise ValueError("policy none never proposes updates")
     namespace = workload.namespace
     name = request_name(kind.kind, namespace, workload.name, container, new_image)
-    current_tag = _tag_of(current_image)
-    our_tag = _tag_of(new_image) or new_image
+    current = _parsed(current_image)
 
     existing = list_for_target(api, kind.kind, namespace, workload.name, container)
     others = [item for item in existing if item["metadata"]["name"] != name]
@@ -292,15 +328,14 @@ def propose(
         # requests (a previous call may have stopped between creating and superseding).
         superseded = []
         if phase_of(mine) in LIVE_PHASES:
-            superseded = _supersede_older(api, kind, spec, current_tag, name, new_image, others)
+            superseded = _supersede_older(api, kind, spec, current, name, new_image, others)
         return Proposal(name=name, created=False, superseded=superseded)
 
     for other in others:
         if phase_of(other) not in LIVE_PHASES:
             continue
         their_image = (other.get("spec") or {}).get("newImage", "")
-        their_tag = _tag_of(their_image) or their_image
-        verdict = _compare(spec, current_tag, our_tag, their_tag, new_image, their_image)
+        verdict = _compare(spec, current, new_image, their_image)
         if verdict in ("theirs", "equal"):
             reason_text = (
                 f"UpdateRequest {other['metadata']['name']} ({phase_of(other)}) already proposes "
@@ -321,21 +356,22 @@ def propose(
             return Proposal(name=name, created=False)
         raise
     try:
-        set_phase(api, namespace, name, PENDING, expect_phases={PENDING})
+        set_phase(api, namespace, name, Phase.PENDING, expect_phases={Phase.PENDING})
     except PhaseConflict as exc:  # someone acted on it within milliseconds; theirs stands
         log.info("%s", exc)
     metrics.UPDATE_REQUESTS_CREATED.labels(kind.kind, namespace).inc()
     log.info("UpdateRequest %s/%s created: %s %s container %s %s → %s", namespace, name,
              kind.kind, workload.name, container, current_image, new_image)
-    superseded = _supersede_older(api, kind, spec, current_tag, name, new_image, others)
+    superseded = _supersede_older(api, kind, spec, current, name, new_image, others)
     return Proposal(name=name, created=True, superseded=superseded)
 
 
 def _worth_renewing(existing: dict, current_image: str) -> bool:
     phase = phase_of(existing)
-    if phase in (EXPIRED, FAILED):
+    if phase in (Phase.EXPIRED, Phase.FAILED):
         return True
-    return phase == PENDING and (existing.get("spec") or {}).get("currentImage") != current_image
+    spec = existing.get("spec") or {}
+    return phase == Phase.PENDING and spec.get("currentImage") != current_image
 
 
 def _delete_if_unchanged(api, existing: dict) -> bool:
@@ -352,25 +388,23 @@ def _delete_if_unchanged(api, existing: dict) -> bool:
     return True
 
 
-def _supersede_older(api, kind: WorkloadKind, spec: PolicySpec, current_tag: str | None,
+def _supersede_older(api, kind: WorkloadKind, spec: PolicySpec, current: ImageRef | None,
                      name: str, new_image: str, others: list[dict]) -> list[str]:
-    our_tag = _tag_of(new_image) or new_image
     superseded: list[str] = []
     for other in others:
-        if phase_of(other) != PENDING:
+        if phase_of(other) != Phase.PENDING:
             continue
         namespace = other["metadata"]["namespace"]
         other_name = other["metadata"]["name"]
         their_image = (other.get("spec") or {}).get("newImage", "")
-        their_tag = _tag_of(their_image) or their_image
-        if _compare(spec, current_tag, our_tag, their_tag, new_image, their_image) != "ours":
+        if _compare(spec, current, new_image, their_image) != "ours":
             continue
         try:
             set_phase(
-                api, namespace, other_name, SUPERSEDED,
+                api, namespace, other_name, Phase.SUPERSEDED,
                 message=f"superseded by {name} ({new_image})",
                 extra_status={"supersededBy": name},
-                expect_phases={PENDING},
+                expect_phases={Phase.PENDING},
             )
         except PhaseConflict as exc:
             log.info("not superseding: %s", exc)

@@ -1,39 +1,22 @@
 """Periodic approval work: expiring unanswered requests, and re-queueing approved ones that
 never reached the apply task.
 
-The operator's leader runs :class:`ExpiryLoop` (every ``HEADWIND_EXPIRY_INTERVAL`` seconds,
-default 60); the same work is a Celery task for anyone who prefers celery beat or a manual run.
+The operator's leader runs :class:`ExpiryLoop` every ``HEADWIND_EXPIRY_INTERVAL`` seconds
+(default 60).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Callable
 
-import urllib3
-from celery import shared_task
+from django.conf import settings
 from django.db import DatabaseError, close_old_connections
 
 from operator_app import kube
 
 log = logging.getLogger(__name__)
-
-DEFAULT_INTERVAL = 60.0
-
-
-@shared_task
-def expire_overdue_task() -> list[str]:
-    """Mark overdue Pending UpdateRequests Expired; returns ``namespace/name`` of each."""
-    from . import services
-
-    api = kube.api_client()
-    try:
-        return services.expire_overdue(api)
-    finally:
-        api.close()
-
 
 class ExpiryLoop(threading.Thread):
     """Runs ``services.expire_overdue`` and ``services.resume_approved`` while ``is_leader()``
@@ -45,8 +28,7 @@ class ExpiryLoop(threading.Thread):
         self.api = api
         self.stop_event = stop
         self.is_leader = is_leader
-        self.interval = interval or float(os.environ.get("HEADWIND_EXPIRY_INTERVAL",
-                                                         DEFAULT_INTERVAL))
+        self.interval = interval or settings.HEADWIND.expiry_interval
         self.runs = 0
 
     def run(self) -> None:
@@ -60,8 +42,7 @@ class ExpiryLoop(threading.Thread):
                 try:
                     expired = services.expire_overdue(self.api)
                     resumed = services.resume_approved(self.api)
-                except (kube.KubeError, urllib3.exceptions.HTTPError, OSError,
-                        DatabaseError) as exc:
+                except (kube.KubeError, DatabaseError) as exc:
                     log.warning("expiring overdue UpdateRequests failed: %s", exc)
                     continue
                 except Exception:  # noqa: BLE001 - the loop must outlive one bad pass

@@ -1,0 +1,103 @@
+"""The operator's own settings, read from the environment once, in one place, and checked.
+
+``headwind_site/settings.py`` builds ``settings.HEADWIND`` from :meth:`OperatorSettings.
+from_environ` when Django starts, so a typo (``HEADWIND_POLLING_INTERVAL=5m``) stops every process
+at start with the variable's name instead of crashing a watcher later. Code reads
+``settings.HEADWIND.<field>``; tests replace it with ``dataclasses.replace``.
+
+Pure module (stdlib only): nothing here needs Django to be set up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+FALSE_WORDS = frozenset({"0", "false", "no", "off"})
+
+VERIFY_MODES = ("off", "with-credentials", "always")
+
+
+class ConfigError(ValueError):
+    """An environment variable has a value Headwind cannot use; the message names it."""
+
+
+def parse_bool(name: str, text: str | None, default: bool) -> bool:
+    """The one true/false reader: ``1/true/yes/on`` and ``0/false/no/off``, any case; empty or
+    unset is ``default``; anything else is an error rather than a silent ``false``."""
+    if text is None or not text.strip():
+        return default
+    word = text.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise ConfigError(f"{name}={text!r}: expected true or false")
+
+
+def _number(environ: Mapping[str, str], name: str, default: float, *, minimum: float,
+            maximum: float | None = None, whole: bool = False) -> float:
+    text = (environ.get(name) or "").strip()
+    if not text:
+        return default
+    try:
+        value = int(text) if whole else float(text)
+    except ValueError:
+        kind = "a whole number" if whole else "a number"
+        raise ConfigError(f"{name}={text!r}: expected {kind}") from None
+    if value < minimum or (maximum is not None and value > maximum) or value != value:
+        bound = f" and at most {maximum:g}" if maximum is not None else ""
+        raise ConfigError(f"{name}={text!r}: must be at least {minimum:g}{bound}")
+    return value
+
+
+def _port(environ: Mapping[str, str], name: str, default: int) -> int:
+    """A TCP port to listen on; 0 turns the listener off."""
+    return int(_number(environ, name, default, minimum=0, maximum=65535, whole=True))
+
+
+def _hosts(text: str | None) -> frozenset[str]:
+    return frozenset(item.strip().lower() for item in (text or "").split(",") if item.strip())
+
+
+@dataclass(frozen=True)
+class OperatorSettings:
+    """Everything the operator, the worker and the poller read from the environment."""
+
+    polling_enabled: bool = False
+    polling_interval: float = 300.0
+    polling_concurrency: int = 4
+    webhook_verify: str = "with-credentials"
+    insecure_registries: frozenset[str] = frozenset()
+    operator_metrics_port: int = 9090
+    worker_metrics_port: int = 9091
+    poller_metrics_port: int = 9092
+    expiry_interval: float = 60.0
+    token_review_cache_seconds: float = 60.0
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> OperatorSettings:
+        """Read and check every variable; raise ConfigError naming the first bad one."""
+        verify = (environ.get("HEADWIND_WEBHOOK_VERIFY") or "").strip().lower()
+        if verify == "always":
+            verify_mode = "always"
+        elif parse_bool("HEADWIND_WEBHOOK_VERIFY", verify or None, True):
+            verify_mode = "with-credentials"
+        else:
+            verify_mode = "off"
+        return cls(
+            polling_enabled=parse_bool("HEADWIND_POLLING_ENABLED",
+                                       environ.get("HEADWIND_POLLING_ENABLED"), False),
+            polling_interval=_number(environ, "HEADWIND_POLLING_INTERVAL", 300.0, minimum=1),
+            polling_concurrency=int(_number(environ, "HEADWIND_POLLING_CONCURRENCY", 4,
+                                            minimum=1, maximum=64, whole=True)),
+            webhook_verify=verify_mode,
+            insecure_registries=_hosts(environ.get("HEADWIND_INSECURE_REGISTRIES")),
+            operator_metrics_port=_port(environ, "HEADWIND_OPERATOR_METRICS_PORT", 9090),
+            worker_metrics_port=_port(environ, "HEADWIND_WORKER_METRICS_PORT", 9091),
+            poller_metrics_port=_port(environ, "HEADWIND_POLLER_METRICS_PORT", 9092),
+            expiry_interval=_number(environ, "HEADWIND_EXPIRY_INTERVAL", 60.0, minimum=1),
+            token_review_cache_seconds=_number(
+                environ, "HEADWIND_TOKEN_REVIEW_CACHE_SECONDS", 60.0, minimum=0),
+        )

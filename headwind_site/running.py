@@ -1,0 +1,132 @@
+"""The composition root of the long-running processes: it wires the apps together.
+
+``operator_app`` knows nothing of ``registry`` (polling, webhook verification) or ``approvals``
+(the UpdateRequest mirror, expiry); this module, above all three, connects them. The two
+management commands (``run_operator``, ``run_poller``) parse their arguments and call
+:func:`run_operator` or :func:`run_poller`; both share the same start-up: signals, informer
+caches for every workload kind and a leader Lease.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+
+from django.conf import settings
+
+from approvals.expiry import ExpiryLoop
+from approvals.mirror import UpdateRequestMirror
+from operator_app import eventqueue, kube, metrics
+from operator_app.cache import Informer, WorkloadCache
+from operator_app.dispatch import ClusterDispatcher, RecordingDispatcher
+from operator_app.engine import Engine
+from operator_app.leader import LeaderElector
+from operator_app.workloads import KINDS
+from registry.credentials import CredentialStore
+from registry.poller import CycleReport, Poller, start_poller
+from registry.verify import WebhookVerifier
+
+log = logging.getLogger(__name__)
+
+
+class CachesNotSynced(RuntimeError):
+    """An informer did not finish its first listing in time."""
+
+
+class Replica:
+    """What every long-running replica has: a stop event set by SIGINT/SIGTERM, warm caches of
+    every workload kind, and (once :meth:`elect` ran) a leader Lease."""
+
+    def __init__(self, api, stop: threading.Event | None = None) -> None:
+        self.api = api
+        self.stop = stop or threading.Event()
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(signum, lambda *_: self.stop.set())
+        self.cache = WorkloadCache()
+        self.informers = [Informer(api, kind, self.cache, self.stop) for kind in KINDS.values()]
+        for informer in self.informers:
+            informer.start()
+        self.elector: LeaderElector | None = None
+
+    def synced(self) -> bool:
+        return all(informer.synced.is_set() for informer in self.informers)
+
+    def wait_synced(self, timeout: float) -> None:
+        for informer in self.informers:
+            if not informer.synced.wait(timeout):
+                raise CachesNotSynced(f"{informer.kind.kind} cache did not sync in {timeout:.0f}s")
+
+    def elect(self, lease: str, namespace: str | None, identity: str | None) -> LeaderElector:
+        namespace = namespace or settings.HEADWIND_NAMESPACE
+        _ensure_namespace(self.api, namespace)
+        self.elector = LeaderElector(self.api, namespace, name=lease, identity=identity,
+                                     stop=self.stop)
+        self.elector.start()
+        return self.elector
+
+    def may_act(self) -> bool:
+        """Only the Lease holder acts, and only once its caches are complete."""
+        return self.elector is not None and self.elector.leading() and self.synced()
+
+
+def _ensure_namespace(api, namespace: str) -> None:
+    try:
+        kube.request(api, "POST", "/api/v1/namespaces", body={"metadata": {"name": namespace}})
+    except kube.KubeError as exc:
+        if exc.status not in (409, 403):
+            raise
+
+
+def run_operator(api, *, lease_namespace: str | None = None, identity: str | None = None,
+                 stop: threading.Event | None = None, dispatcher=None) -> None:
+    """``manage.py run_operator``: caches, leader election, the event stream, polling (when
+    enabled), the UpdateRequest mirror and expiry. Returns when ``stop`` is set."""
+    replica = Replica(api, stop)
+    metrics.serve(settings.HEADWIND.operator_metrics_port)
+    elector = replica.elect("headwind-operator", lease_namespace, identity)
+    engine = Engine(replica.cache, dispatcher or ClusterDispatcher(api))
+    UpdateRequestMirror(api, replica.stop).start()
+    ExpiryLoop(api, replica.stop, is_leader=elector.leading).start()
+    start_poller(api, replica.cache, engine, stop=replica.stop, may_run=replica.may_act)
+    log.info("operator running as %s (lease %s/%s)", elector.identity,
+             lease_namespace or settings.HEADWIND_NAMESPACE, elector.name)
+    verifier = WebhookVerifier(replica.cache, CredentialStore(api))
+
+    def handle(event) -> None:
+        checked = verifier.check(event)
+        if checked is not None:
+            engine.handle(checked)
+
+    eventqueue.consume(eventqueue.connect(), handle, replica.stop, may_run=replica.may_act,
+                       consumer=elector.identity)
+    elector.join(timeout=10)
+    log.info("operator stopped")
+
+
+def run_poller(api, *, once: bool = False, dry_run: bool = False,
+               lease_namespace: str | None = None, identity: str | None = None,
+               report: Callable[[CycleReport], None] = lambda _report: None) -> None:
+    """``manage.py run_poller``: caches, engine and poller in their own process, on their own
+    Lease (``headwind-poller``); ``once`` runs one cycle with every workload due and hands its
+    report to ``report``; ``dry_run`` decides without proposing or applying anything."""
+    replica = Replica(api)
+    dispatcher = RecordingDispatcher() if dry_run else ClusterDispatcher(api)
+    poller = Poller(api, replica.cache, Engine(replica.cache, dispatcher))
+    try:
+        if once:
+            replica.wait_synced(60)
+            report(poller.run_once())
+            return
+        if not settings.HEADWIND.polling_enabled:
+            log.warning("HEADWIND_POLLING_ENABLED is not true; run_poller polls anyway "
+                        "(do not also enable polling inside run_operator)")
+        metrics.serve(settings.HEADWIND.poller_metrics_port)
+        elector = replica.elect("headwind-poller", lease_namespace, identity)
+        poller.run_forever(replica.stop, replica.may_act)
+        elector.join(timeout=10)
+    finally:
+        replica.stop.set()
+        poller.close()

@@ -1,0 +1,484 @@
+"""Applying one image update to one workload container, idempotently.
+
+An :class:`UpdateCommand` is the one value for "apply this update"; the operator's dispatcher,
+the approval services and the Celery task all pass it around whole. :func:`apply_update` runs it
+in three steps, so each can be read (and tested) on its own:
+
+1. **read live**: the workload and the container's image as they are now (:func:`read_live`,
+   shared with the approval services, which ask the same question before approving);
+2. **checks**, in order, each of which may refuse: the image is not already the new one, the
+   annotations still parse, a direct update is still wanted, nobody else moved the image
+   (``expected_image``), and ``headwind.sh/min-update-interval`` has passed since
+   ``headwind.sh/last-update``;
+3. **patch**: a JSON Patch that first tests the resourceVersion and the container's position, so
+   a concurrent edit makes the patch fail instead of being lost; the object is then read again
+   and the checks run again.
+
+Every update writes ``headwind.sh/last-update`` (plain RFC 3339 UTC, so the interval check can
+always read it back) and ``headwind.sh/update-history`` for every workload kind.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Literal
+
+from . import metrics, proposals, recorder
+from .core.images import InvalidImageReference, parse_image
+from .core.policy import InvalidPolicy, Policy, PolicySpec, decide
+from .kube import KubeError, request
+from .proposals import Phase, PhaseConflict, StatusContention, parse_rfc3339, rfc3339
+from .workloads import WorkloadKind, kind_of
+
+log = logging.getLogger(__name__)
+
+LAST_UPDATE = "headwind.sh/last-update"
+UPDATE_HISTORY = "headwind.sh/update-history"
+HISTORY_LIMIT = 10
+MAX_ATTEMPTS = 5
+#: A last-update further in the future than this is treated as unreadable (clock skew is fine).
+FUTURE_TOLERANCE_SECONDS = 60
+
+Outcome = Literal["applied", "already", "deferred", "stale", "failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateCommand:
+    """Move ``container`` of one workload to ``new_image``.
+
+    ``expected_image`` is what the container ran when the update was decided (a different live
+    image means someone else moved it); ``request`` names the UpdateRequest an approved update
+    came from (None for a direct update); ``actor`` is who decided, for history and Events.
+    """
+
+    kind: str
+    namespace: str
+    name: str
+    container: str
+    new_image: str
+    expected_image: str | None = None
+    request: str | None = None
+    actor: str = "headwind"
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind} {self.namespace}/{self.name} container {self.container}"
+
+    def to_message(self) -> dict:
+        """The JSON-safe form a Celery message carries."""
+        return asdict(self)
+
+    @classmethod
+    def from_message(cls, data: Mapping) -> UpdateCommand:
+        """The inverse of :meth:`to_message`; unknown keys are an error, not ignored."""
+        return cls(**dict(data))
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    outcome: Outcome
+    message: str
+    retry_after: float | None = None
+
+
+class WorkloadContention(RuntimeError):
+    """The workload changed between every read and patch (e.g. a busy rollout); retry later."""
+
+
+class TargetGone(Exception):
+    """The workload or its container is not there (any more); ``reason`` says which."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class LiveContainer:
+    """One container of one workload as the API server has it now."""
+
+    kind: WorkloadKind
+    obj: dict
+    image: str
+
+    @property
+    def annotations(self) -> dict:
+        return (self.obj.get("metadata") or {}).get("annotations") or {}
+
+    @property
+    def resource_version(self) -> str:
+        return (self.obj.get("metadata") or {}).get("resourceVersion", "")
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Worth retrying later: the API server was unreachable, overloaded or failing, or the
+    workload kept changing under us."""
+    if isinstance(exc, WorkloadContention | StatusContention):
+        return True
+    return isinstance(exc, KubeError) and exc.transient
+
+
+def read_live(api, kind: str, namespace: str, name: str, container: str, *,
+              uid: str | None = None) -> LiveContainer:
+    """The workload and ``container``'s image now. Raises TargetGone (no such kind, workload or
+    container, or a workload recreated since ``uid`` was recorded) or KubeError."""
+    try:
+        workload_kind = kind_of(kind)
+    except ValueError:
+        raise TargetGone(f"Headwind cannot update a {kind}") from None
+    try:
+        obj = request(api, "GET", workload_kind.object_path(namespace, name))
+    except KubeError as exc:
+        if exc.status == 404:
+            raise TargetGone(f"{kind} {namespace}/{name} no longer exists") from None
+        raise
+    live_uid = (obj.get("metadata") or {}).get("uid")
+    if uid and live_uid and live_uid != uid:
+        raise TargetGone(f"{kind} {namespace}/{name} was deleted and created again")
+    image = next((c.image for c in workload_kind.containers(obj) if c.name == container), None)
+    if image is None:
+        raise TargetGone(f"container {container} not found in {kind} {namespace}/{name}")
+    return LiveContainer(workload_kind, obj, image)
+
+
+def apply_update(api, command: UpdateCommand, *, now: datetime | None = None) -> ApplyResult:
+    """Run ``command`` unless a check says otherwise.
+
+    Outcomes: ``applied``; ``already`` (nothing to do); ``deferred`` (retry after
+    ``retry_after`` seconds); ``stale`` (someone else changed the image, or the request was
+    rejected/superseded/deleted); ``failed`` (recorded: Warning Event, metric, request Failed).
+    Transient errors (KubeError with ``transient``, WorkloadContention after ``MAX_ATTEMPTS``
+    conflicting patches) are raised for the caller to retry; see :func:`is_transient`.
+    """
+    now = now or datetime.now(UTC)
+    try:
+        parse_image(command.new_image)
+    except InvalidImageReference as exc:
+        return _failed(api, command, None, str(exc))
+    if command.request:
+        refusal = _request_refusal(api, command)
+        if refusal is not None:
+            return refusal
+
+    tested_rv: str | None = None
+    last_error: KubeError | None = None
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        try:
+            live = read_live(api, command.kind, command.namespace, command.name,
+                             command.container)
+        except TargetGone as exc:
+            return _failed(api, command, None, exc.reason)
+        except KubeError as exc:
+            if exc.transient:
+                raise
+            return _failed(api, command, None, f"reading {command.kind} {command.namespace}/"
+                                               f"{command.name}: {exc.message}")
+        if last_error is not None and live.resource_version == tested_rv:
+            # Nothing changed, so the patch was refused on its merits (validation, admission).
+            return _failed(api, command, live.obj,
+                           f"the API server refused the patch: {last_error.message}")
+        for check in CHECKS:
+            refusal = check(api, command, live, now)
+            if refusal is not None:
+                return refusal
+
+        tested_rv = live.resource_version
+        try:
+            request(api, "PATCH", live.kind.object_path(command.namespace, command.name),
+                    body=_patch(live, command, now), content_type="application/json-patch+json")
+        except KubeError as exc:
+            if exc.status in (409, 422):
+                last_error = exc
+                log.debug("%s changed during the update (attempt %d): %s", command.label,
+                          attempt, exc)
+                time.sleep(0.1 * attempt)
+                continue
+            if exc.status == 404:
+                return _failed(api, command, None, f"{command.kind} {command.namespace}/"
+                                                   f"{command.name} no longer exists")
+            if exc.transient:
+                raise
+            return _failed(api, command, live.obj,
+                           f"the API server refused the patch: {exc.message}")
+        return _applied(api, command, live)
+
+    raise WorkloadContention(f"{command.kind} {command.namespace}/{command.name} changed during "
+                             f"each of {MAX_ATTEMPTS} attempts (last: {last_error})")
+
+
+def record_failure(api, command: UpdateCommand, message: str) -> ApplyResult:
+    """Record a failure decided by the caller (e.g. retries exhausted); best effort."""
+    return _failed(api, command, None, message)
+
+
+# --------------------------------------------------------------------------------------------
+# Checks: each returns None to go on, or the result that ends the attempt
+# --------------------------------------------------------------------------------------------
+
+Check = Callable[[object, UpdateCommand, LiveContainer, datetime], "ApplyResult | None"]
+
+
+def _check_not_there_yet(api, command: UpdateCommand, live: LiveContainer,
+                         now: datetime) -> ApplyResult | None:
+    if live.image == command.new_image:
+        return _already(api, command)
+    return None
+
+
+def _policy(live: LiveContainer) -> PolicySpec | InvalidPolicy:
+    try:
+        return PolicySpec.from_annotations(live.annotations)
+    except InvalidPolicy as exc:
+        return exc
+
+
+def _check_policy_readable(api, command: UpdateCommand, live: LiveContainer,
+                           now: datetime) -> ApplyResult | None:
+    spec = _policy(live)
+    return _failed(api, command, live.obj, str(spec)) if isinstance(spec, InvalidPolicy) else None
+
+
+def _check_still_wanted(api, command: UpdateCommand, live: LiveContainer,
+                        now: datetime) -> ApplyResult | None:
+    """A direct update is the policy's decision: re-check it against the live object, so an
+    opt-out made after the task was queued is honoured."""
+    if command.request is not None:
+        return None
+    spec = _policy(live)
+    assert isinstance(spec, PolicySpec)  # _check_policy_readable ran first
+    if spec.policy is Policy.NONE:
+        refusal = "the workload's policy is now none"
+    elif spec.require_approval:
+        refusal = "the workload now requires approval"
+    elif not spec.applies_to_container(command.container):
+        refusal = f"headwind.sh/images no longer includes {command.container}"
+    else:
+        return None
+    return _logged("stale", f"{command.label} → {command.new_image} not applied: {refusal}")
+
+
+def _check_not_moved_by_others(api, command: UpdateCommand, live: LiveContainer,
+                               now: datetime) -> ApplyResult | None:
+    if command.expected_image is None or live.image == command.expected_image:
+        return None
+    spec = _policy(live)
+    assert isinstance(spec, PolicySpec)
+    if command.request is None and _still_an_upgrade(spec, live.image, command.new_image):
+        return None
+    return _failed(
+        api, command, live.obj,
+        f"container {command.container} runs {live.image}, not {command.expected_image} as "
+        f"expected: changed by someone else, so {command.new_image} is not applied",
+        outcome="stale",
+    )
+
+
+def _still_an_upgrade(spec: PolicySpec, live: str, new_image: str) -> bool:
+    """A direct update that waited (min-update-interval) while an earlier one landed may still
+    go ahead when the workload's own policy would choose it from where the workload is now.
+
+    Not for the digest policy: two rebuilds of one tag cannot be ordered by their digests.
+    """
+    try:
+        live_ref, new_ref = parse_image(live), parse_image(new_image)
+    except InvalidImageReference:
+        return False
+    if (spec.policy is Policy.DIGEST or live_ref.repository != new_ref.repository
+            or not new_ref.tag):
+        return False
+    decision = decide(spec, live_ref, {new_ref.tag: new_ref.digest})
+    return decision is not None and decision.tag == new_ref.tag
+
+
+def _check_interval(api, command: UpdateCommand, live: LiveContainer,
+                    now: datetime) -> ApplyResult | None:
+    spec = _policy(live)
+    assert isinstance(spec, PolicySpec)
+    wait = _interval_wait(spec.min_update_interval_seconds, live.annotations.get(LAST_UPDATE),
+                          now, command)
+    if wait is None:
+        return None
+    metrics.UPDATES_SKIPPED_INTERVAL.labels(command.kind, command.namespace).inc()
+    message = (f"deferred {command.label} → {command.new_image}: min-update-interval "
+               f"{spec.min_update_interval_seconds}s not yet passed; retry in {wait:.0f}s")
+    log.info("%s", message)
+    return ApplyResult("deferred", message, wait)
+
+
+#: In order; the first refusal wins.
+CHECKS: tuple[Check, ...] = (
+    _check_not_there_yet,
+    _check_policy_readable,
+    _check_still_wanted,
+    _check_not_moved_by_others,
+    _check_interval,
+)
+
+
+def _request_refusal(api, command: UpdateCommand) -> ApplyResult | None:
+    """The UpdateRequest still asks for this change; else a result that applies nothing."""
+    name = command.request or ""
+    try:
+        obj = proposals.get(api, command.namespace, name)
+    except KubeError as exc:
+        if exc.status == 404:
+            return _logged("stale", f"UpdateRequest {command.namespace}/{name} no longer "
+                                    f"exists; {command.new_image} is not applied")
+        if exc.transient:
+            raise
+        return _failed(api, command, None, f"reading UpdateRequest {name}: {exc.message}",
+                       record_request=False)
+    phase = proposals.phase_of(obj)
+    if phase in (Phase.REJECTED, Phase.SUPERSEDED, Phase.EXPIRED):
+        return _logged("stale", f"UpdateRequest {command.namespace}/{name} is {phase}; "
+                                f"{command.new_image} is not applied")
+    spec = obj.get("spec") or {}
+    ref = spec.get("targetRef") or {}
+    asked = (ref.get("kind"), ref.get("name"), spec.get("containerName"), spec.get("newImage"))
+    if asked != (command.kind, command.name, command.container, command.new_image):
+        return _failed(api, command, None,
+                       f"UpdateRequest {name} asks for {asked[0]} {asked[1]} container "
+                       f"{asked[2]} → {asked[3]}, not this update", record_request=False)
+    return None
+
+
+def _interval_wait(interval: int, last_text: str | None, now: datetime,
+                   command: UpdateCommand) -> float | None:
+    """Seconds still to wait, or None when the update may go ahead."""
+    if interval <= 0:
+        return None
+    last = parse_rfc3339(last_text)
+    if last is None:
+        if last_text:
+            log.warning("%s: unreadable %s=%r ignored", command.label, LAST_UPDATE, last_text)
+        return None
+    elapsed = (now - last).total_seconds()
+    if elapsed < -FUTURE_TOLERANCE_SECONDS:
+        log.warning("%s: %s=%s is in the future; ignored", command.label, LAST_UPDATE,
+                    last_text)
+        return None
+    remaining = interval - max(elapsed, 0.0)
+    return max(remaining, 1.0) if remaining > 0 else None
+
+
+# --------------------------------------------------------------------------------------------
+# The patch
+# --------------------------------------------------------------------------------------------
+
+
+def _escape(key: str) -> str:
+    return key.replace("~", "~0").replace("/", "~1")
+
+
+def _history(existing: str | None, entry: dict) -> str:
+    try:
+        previous = json.loads(existing) if existing else []
+    except ValueError:
+        previous = []
+    if not isinstance(previous, list):
+        previous = []
+    entries = [entry] + [item for item in previous if isinstance(item, dict)]
+    return json.dumps(entries[:HISTORY_LIMIT], separators=(",", ":"))
+
+
+def _patch(live: LiveContainer, command: UpdateCommand, now: datetime) -> list[dict]:
+    annotations = live.annotations
+    image_path = live.kind.image_pointer(live.obj, command.container)
+    assert image_path is not None  # the container was found in the same object
+    stamp = rfc3339(now)
+    history = _history(annotations.get(UPDATE_HISTORY), {
+        "at": stamp, "container": command.container, "from": live.image,
+        "to": command.new_image, "by": command.actor, "request": command.request,
+    })
+    ops: list[dict] = [
+        {"op": "test", "path": "/metadata/resourceVersion", "value": live.resource_version},
+        {"op": "test", "path": image_path.rsplit("/", 1)[0] + "/name",
+         "value": command.container},
+        {"op": "replace", "path": image_path, "value": command.new_image},
+    ]
+    if not annotations:
+        ops.append({"op": "add", "path": "/metadata/annotations",
+                    "value": {LAST_UPDATE: stamp, UPDATE_HISTORY: history}})
+    else:
+        for key, value in ((LAST_UPDATE, stamp), (UPDATE_HISTORY, history)):
+            ops.append({"op": "add", "path": f"/metadata/annotations/{_escape(key)}",
+                        "value": value})
+    return ops
+
+
+# --------------------------------------------------------------------------------------------
+# Outcomes: one log line each, Events, metrics, the UpdateRequest's phase
+# --------------------------------------------------------------------------------------------
+
+
+def _logged(outcome: Outcome, message: str) -> ApplyResult:
+    log.info("%s: %s", outcome, message)
+    return ApplyResult(outcome, message)
+
+
+def _describe(command: UpdateCommand, old: str) -> str:
+    by = f"by {command.actor}"
+    if command.request:
+        by += f", request {command.request}"
+    return f"container {command.container}: {old} → {command.new_image} ({by})"
+
+
+def _applied(api, command: UpdateCommand, live: LiveContainer) -> ApplyResult:
+    message = _describe(command, live.image)
+    metrics.UPDATES_APPLIED.labels(command.kind, command.namespace).inc()
+    _event(api, command, live.obj, "Normal", "ImageUpdated", message)
+    _set_request(api, command, Phase.COMPLETED, message, completed=True)
+    log.info("applied: %s %s/%s %s", command.kind, command.namespace, command.name, message)
+    return ApplyResult("applied", message)
+
+
+def _already(api, command: UpdateCommand) -> ApplyResult:
+    message = f"{command.label} already runs {command.new_image}"
+    _set_request(api, command, Phase.COMPLETED, message, completed=True)
+    return _logged("already", message)
+
+
+def _failed(api, command: UpdateCommand, obj: dict | None, message: str, *,
+            outcome: Outcome = "failed", record_request: bool = True) -> ApplyResult:
+    metrics.UPDATES_FAILED.labels(command.kind, command.namespace).inc()
+    _event(api, command, obj, "Warning", "ImageUpdateFailed",
+           f"container {command.container} → {command.new_image}: {message}")
+    if record_request:
+        _set_request(api, command, Phase.FAILED, message)
+    log.warning("%s: %s → %s: %s", outcome, command.label, command.new_image, message)
+    return ApplyResult(outcome, message)
+
+
+def _set_request(api, command: UpdateCommand, phase: Phase, message: str, *,
+                 completed: bool = False) -> None:
+    if not command.request:
+        return
+    allowed = {Phase.PENDING, Phase.APPROVED, Phase.FAILED}
+    extra = {"completedAt": rfc3339(datetime.now(UTC))} if completed else None
+    try:
+        proposals.set_phase(api, command.namespace, command.request, phase, message=message,
+                            extra_status=extra, expect_phases=allowed)
+    except PhaseConflict as exc:
+        if exc.current != phase:
+            log.info("UpdateRequest left as it is: %s", exc)
+    except (KubeError, StatusContention) as exc:
+        log.warning("could not mark UpdateRequest %s/%s %s: %s", command.namespace,
+                    command.request, phase, exc)
+
+
+def _event(api, command: UpdateCommand, obj: dict | None, event_type: str, reason: str,
+           message: str) -> None:
+    try:
+        workload_kind = kind_of(command.kind)
+    except ValueError:
+        return
+    recorder.record_event(
+        api, api_version=workload_kind.api_version, kind=command.kind,
+        namespace=command.namespace, name=command.name,
+        uid=((obj or {}).get("metadata") or {}).get("uid"), event_type=event_type,
+        reason=reason, message=message)
