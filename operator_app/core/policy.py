@@ -63,6 +63,7 @@ DEFAULT_APPROVALS_REQUIRED = 1
 _TRUE = frozenset({"true", "yes", "on", "1"})
 _FALSE = frozenset({"false", "no", "off", "0"})
 _UINT_RE = re.compile(r"[0-9]+")
+_ASCII_SPACE = " \t\n\r\f"
 _CONTAINER_NAME_RE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")  # DNS-1123 label
 
 
@@ -179,10 +180,11 @@ class PolicySpec:
         values = annotations or {}
 
         def get(key: str) -> str | None:
+            # ASCII whitespace only, as Go's \s: a no-break space is no separator to Flux.
             raw = values.get(key)
-            if raw is None or not raw.strip():
+            if raw is None or not raw.strip(_ASCII_SPACE):
                 return None
-            return raw.strip()
+            return raw.strip(_ASCII_SPACE)
 
         policy_text = get(ANNOTATION_POLICY)
         try:

@@ -23,12 +23,14 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("down", help="stop every process `up` started and remove its state")
     sub.add_parser("env", help="print the export lines of the running testbed")
     sub.add_parser("status", help="report crashed components with their log tails")
-    sub.add_parser("build", help="build and cache the Go binaries only")
+    sub.add_parser("build", help="build and cache the Go binaries (testbed and tools) only")
     args = parser.parse_args(argv)
 
     try:
         if args.command == "build":
             print(build.build())
+            for tool in build.build_go_tools():
+                print(tool)
         elif args.command == "up":
             start = time.monotonic()
             testbed = cluster.Testbed(args.dir, notify_urls=args.notify_url,

@@ -3,6 +3,11 @@
 etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok are compiled from the
 published Go modules through the small wrapper modules in ``go/``; the outputs live under
 ``~/.cache/headwind/testbed/<versions>-<wrapper hash>/`` so a second ``up`` never rebuilds.
+
+Smaller Go programs the tests run (the Masterminds/semver oracle; later CLIs such as ``helm``)
+are "Go tools": each is its own module under ``tools/`` and is cached on its own under
+``~/.cache/headwind/tools/<name>-<version>-<source hash>/`` by :func:`build_go_tool`, so they
+never touch the testbed's cache key (nothing under ``tools/`` is hashed by ``_wrapper_hash``).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ ETCD_VERSION = "3.6.16"
 KWOK_VERSION = "0.8.0"
 
 GO_DIR = Path(__file__).resolve().parent / "go"
+TOOLS_DIR = Path(__file__).resolve().parent / "tools"
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 KWOK_STAGES = ("node/fast", "node/heartbeat-with-lease", "pod/fast")
 
@@ -67,6 +73,10 @@ def go_binary() -> str | None:
     return str(fallback) if fallback.exists() else None
 
 
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
 def _go(args: list[str], cwd: Path, log) -> None:
     env = dict(os.environ, CGO_ENABLED="0", GOFLAGS="-mod=readonly")
     log(f"$ (cd {cwd.relative_to(GO_DIR.parent)}) go {' '.join(args)}")
@@ -91,7 +101,7 @@ def _kubernetes_ldflags() -> str:
     return "-s -w " + " ".join(stamps)
 
 
-def build(log=lambda msg: print(msg, file=sys.stderr, flush=True)) -> Path:
+def build(log=_log) -> Path:
     """Build whatever is missing; safe to call from several processes at once."""
     target = artifacts_dir()
     target.mkdir(parents=True, exist_ok=True)
@@ -147,3 +157,73 @@ def _copy_kwok_stages(dest: Path, log) -> None:
                 continue
             shutil.copyfile(yaml_file, dest / f"{stage.replace('/', '-')}-{yaml_file.name}")
     log(f"kwok stages: {sorted(p.name for p in dest.iterdir())}")
+
+
+# --------------------------------------------------------------------------------------------
+# Go tools: small programs the tests run, each its own module under tools/
+# --------------------------------------------------------------------------------------------
+
+MASTERMINDS_SEMVER_VERSION = "3.5.0"  # must match tools/masterminds/go.mod
+
+#: name -> (module directory, upstream version); ``build`` (``python -m tests.testbed build``)
+#: builds every one of them.
+GO_TOOLS: dict[str, tuple[Path, str]] = {
+    "masterminds-semver": (TOOLS_DIR / "masterminds", MASTERMINDS_SEMVER_VERSION),
+}
+
+
+def _source_hash(source_dir: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(source_dir.rglob("*")):
+        if path.is_file() and path.suffix in {".go", ".mod", ".sum"}:
+            digest.update(str(path.relative_to(source_dir)).encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def go_tool_path(name: str, source_dir: Path, version_key: str) -> Path:
+    """Where :func:`build_go_tool` puts ``name``: keyed by its version and its source files."""
+    key = f"{name}-{version_key}-{_source_hash(source_dir)}"
+    return cache_root() / "tools" / key / name
+
+
+def build_go_tool(
+    name: str, source_dir: Path, version_key: str, *, package: str = ".", log=_log
+) -> Path:
+    """Build the Go program in ``source_dir`` (its own module) unless it is cached; its path.
+
+    Safe to call from several processes at once: one builds under a file lock, the others wait
+    and reuse the result. ``version_key`` names the upstream release the module pins (it is in
+    the cache directory name); any change to the module's sources gives a new directory too.
+    """
+    binary = go_tool_path(name, source_dir, version_key)
+    if binary.exists():
+        return binary
+    binary.parent.mkdir(parents=True, exist_ok=True)
+    with open(binary.parent / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if binary.exists():
+            return binary
+        if go_binary() is None:
+            raise BuildError(f"the Go toolchain is required to build {name} (go not on PATH)")
+        partial = binary.with_name(f"{name}.partial")
+        start = time.monotonic()
+        _go(["build", "-trimpath", "-ldflags", "-s -w", "-o", str(partial), package],
+            source_dir, log)
+        partial.rename(binary)  # atomic: a reader never sees a half-written binary
+        log(f"{name} {version_key} built in {time.monotonic() - start:.1f}s into {binary}")
+    return binary
+
+
+def build_go_tools(log=_log) -> list[Path]:
+    """Build every tool in GO_TOOLS that is missing; their paths."""
+    return [
+        build_go_tool(name, source_dir, version_key, log=log)
+        for name, (source_dir, version_key) in GO_TOOLS.items()
+    ]
+
+
+def masterminds_semver(log=_log) -> Path:
+    """The Masterminds/semver oracle (tools/masterminds), built if needed."""
+    source_dir, version_key = GO_TOOLS["masterminds-semver"]
+    return build_go_tool("masterminds-semver", source_dir, version_key, log=log)

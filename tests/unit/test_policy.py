@@ -487,3 +487,13 @@ def test_semver_policies_pick_the_highest_eligible(current: str, candidates: lis
         )
         if eligible:
             assert chosen is not None and chosen >= candidate.version
+
+
+def test_annotation_values_are_trimmed_of_ascii_whitespace_only():
+    """Flux (Go) reads ranges with ASCII whitespace only; a no-break space is an error there."""
+    assert PolicySpec.from_annotations(
+        {"headwind.sh/policy": "minor", "headwind.sh/semver-range": " \t>=1.0 "}
+    ).semver_range is not None
+    with pytest.raises(InvalidPolicy):
+        PolicySpec.from_annotations({"headwind.sh/policy": "minor",
+                                     "headwind.sh/semver-range": "\u00a0>=1.0"})
