@@ -20,6 +20,7 @@ import logging
 
 from django.core.cache import cache
 from django.core.exceptions import RequestDataTooBig
+from django.db import DatabaseError
 from django.http import JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
 from django.views.decorators.csrf import csrf_exempt
@@ -38,7 +39,8 @@ log = logging.getLogger(__name__)
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
 ERROR_CODES = {400: "bad_request", 401: "unauthenticated", 403: "forbidden", 404: "not_found",
-               405: "method_not_allowed", 409: "conflict", 503: "unavailable"}
+               405: "method_not_allowed", 409: "conflict", 429: "too_many_requests",
+               500: "internal_error", 503: "unavailable"}
 _UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 
 
@@ -179,6 +181,13 @@ def endpoint(*methods: str):
                 return error_response(status_for(exc), exc.reason)
             except InvalidFilter as exc:
                 return error_response(400, str(exc))
+            except DatabaseError:
+                log.exception("database error in %s", request.path)
+                return error_response(503, "the database is busy; try again",
+                                      headers={"Retry-After": "1"})
+            except Exception:  # noqa: BLE001 - an API answers JSON, never an HTML 500 page
+                log.exception("unexpected error in %s", request.path)
+                return error_response(500, "internal error; it has been logged")
         return wrapper
     return decorate
 

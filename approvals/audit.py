@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from datetime import UTC, datetime
 
 from django.contrib.auth.signals import user_login_failed
@@ -26,6 +27,7 @@ ERROR = "error"
 _MAX_ACTOR = 253
 _MAX_TARGET = 512
 _MAX_REASON = 2000
+_ATTEMPTS = 4
 
 
 def record(
@@ -52,17 +54,25 @@ def record(
         **details,
     }
     log.info("%s", json.dumps(line, default=str, sort_keys=False, ensure_ascii=False))
-    try:
-        return AuditEvent.objects.create(actor=actor, action=action, target=target,
-                                         result=result, reason=reason,
-                                         details=json.loads(json.dumps(details, default=str)))
-    except DatabaseError as exc:
-        log.error("could not store the audit event (%s %s %s): %s", actor, action, target, exc)
-        return None
+    stored = json.loads(json.dumps(details, default=str))
+    for attempt in range(1, _ATTEMPTS + 1):
+        try:
+            return AuditEvent.objects.create(actor=actor, action=action, target=target,
+                                             result=result, reason=reason, details=stored)
+        except DatabaseError as exc:
+            if attempt == _ATTEMPTS:
+                log.error("could not store the audit event (%s %s %s): %s", actor, action,
+                          target, exc)
+                return None
+            time.sleep(0.2 * attempt)  # a busy database: the event matters more than speed
+    return None
 
 
 def client_address(request) -> str:
-    return (getattr(request, "META", None) or {}).get("REMOTE_ADDR", "") if request else ""
+    """See :func:`approvals.auth.client_address` (X-Forwarded-For through trusted proxies)."""
+    from .auth import client_address as address
+
+    return address(request) if request else ""
 
 
 @receiver(user_login_failed, dispatch_uid="headwind-audit-login-failed")

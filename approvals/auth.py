@@ -194,6 +194,32 @@ def is_trusted_proxy(address: str) -> bool:
                if network.version == ip.version)
 
 
+def client_address(request) -> str:
+    """The client's address: ``REMOTE_ADDR``, or, when that is a trusted proxy
+    (``HEADWIND_TRUSTED_PROXIES``), the right-most address of ``X-Forwarded-For`` that is not
+    itself a trusted proxy. A client cannot choose its address by sending the header: it is
+    read only from proxies we trust, and only their own additions are believed."""
+    meta = getattr(request, "META", None) or {}
+    remote = str(meta.get("REMOTE_ADDR", "") or "")
+    if not is_trusted_proxy(remote):
+        return remote
+    hops = [hop.strip() for hop in str(meta.get("HTTP_X_FORWARDED_FOR", "")).split(",")
+            if hop.strip()]
+    for hop in reversed(hops):
+        if not is_trusted_proxy(hop):
+            try:
+                return str(ipaddress.ip_address(hop))
+            except ValueError:
+                return remote  # garbage from the client side of the chain: do not trust it
+    return hops[0] if hops else remote
+
+
+def not_a_password_login(request, credentials) -> bool:
+    """django-axes: OpenID Connect callbacks carry no password and are not counted (the provider
+    throttles its own logins); only the login form and the admin's are."""
+    return str(getattr(request, "path", "")).startswith("/oidc/")
+
+
 def _header_key(name: str) -> str:
     return "HTTP_" + name.upper().replace("-", "_")
 

@@ -115,6 +115,12 @@ def broadcast(row: UpdateRequest) -> None:
         log.debug("live broadcast of %s failed: %s", row, exc)
 
 
+def unsaved(obj: dict) -> UpdateRequest:
+    """The row ``obj`` would give, not written (to answer with when the database is busy)."""
+    values = fields_of(obj)
+    return UpdateRequest(**values)
+
+
 def upsert(obj: dict, *, notify: bool = True) -> UpdateRequest | None:
     """Create or update the row for ``obj``; returns it (None when the object is unusable)."""
     values = fields_of(obj)

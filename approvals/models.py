@@ -114,6 +114,27 @@ class AuditEvent(models.Model):
         return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor} {self.action} {self.target}"
 
 
+class OidcIdentity(models.Model):
+    """The identity provider's account (issuer, subject) behind a Django user.
+
+    OIDC sign-ins are bound to ``(iss, sub)``, which the provider never reuses, not to a
+    username or e-mail address, which can change hands."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
+                             related_name="oidc_identities")
+    issuer = models.CharField(max_length=512)
+    subject = models.CharField(max_length=255)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["issuer", "subject"], name="oidc_issuer_subject"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.subject} at {self.issuer}"
+
+
 class ApiToken(models.Model):
     """A personal API token; only its SHA-256 is stored."""
 

@@ -23,10 +23,12 @@ import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from django.db import DatabaseError
 from django.utils import timezone
 
-from operator_app import apply, kube
+from operator_app import apply, attribution, kube
 from operator_app import proposals as ur
+from operator_app.approved import command_for
 from operator_app.proposals import PhaseConflict, StatusContention, phase_of, rfc3339
 
 from . import audit, cluster, mirror
@@ -69,7 +71,7 @@ def approve(actor: Actor, namespace: str, name: str, comment: str = "") -> Updat
     # Queue first: the custom resource already says Approved, and a local database hiccup
     # below must not leave it approved but never applied.
     failed_row = _queue(actor, obj) if phase == ur.Phase.APPROVED else None
-    row = failed_row or mirror.upsert(obj)
+    row = failed_row or _mirror(obj)
     status = obj.get("status") or {}
     spec = obj.get("spec") or {}
     audit.record(actor.username, "approve", target, audit.SUCCESS,
@@ -91,7 +93,7 @@ def reject(actor: Actor, namespace: str, name: str, reason: str) -> UpdateReques
     except ServiceError as exc:
         _audit_refusal(actor, "reject", target, exc)
         raise
-    row = mirror.upsert(obj)
+    row = _mirror(obj)
     audit.record(actor.username, "reject", target, audit.SUCCESS, reason, via=actor.via,
                  new_image=(obj.get("spec") or {}).get("newImage"))
     return row
@@ -124,27 +126,6 @@ def expire_overdue(api=None, now: datetime | None = None) -> list[str]:
     return expired
 
 
-def resume_approved(api, *, grace_seconds: float = 120, now: datetime | None = None) -> list[str]:
-    """Re-queue Approved requests that never reached Completed/Failed (a lost broker message,
-    a crash between approving and queueing, or an approval written with kubectl). The apply
-    task is idempotent, so a duplicate costs one read."""
-    from operator_app.tasks import queue_update
-
-    now = now or datetime.now(UTC)
-    items = kube.request(api, "GET", f"/apis/{ur.API_VERSION}/{ur.PLURAL}")["items"]
-    resumed = []
-    for obj in items:
-        status = obj.get("status") or {}
-        if phase_of(obj) != ur.Phase.APPROVED:
-            continue
-        approved_at = ur.parse_rfc3339(status.get("approvedAt") or status.get("lastUpdated"))
-        if approved_at is not None and (now - approved_at).total_seconds() < grace_seconds:
-            continue
-        queue_update(_command(obj, status.get("approvedBy") or "headwind"))
-        resumed.append(f"{obj['metadata']['namespace']}/{obj['metadata']['name']}")
-    return resumed
-
-
 # --------------------------------------------------------------------------------------------
 # Status changes (each runs inside proposals.update_status: re-asked after a conflict)
 # --------------------------------------------------------------------------------------------
@@ -170,20 +151,22 @@ def _approval(api, actor: Actor, comment: str) -> Callable[[dict], dict]:
             raise Conflict(f"{actor.username} already approved {meta['namespace']}/"
                            f"{meta['name']}; it needs {required} different approvers")
         _require_current(api, obj)
+        policy = attribution.ADMISSION.installed(api)
+        if not attribution.attribute(obj, policy_installed=policy).proposed:
+            raise Conflict("this request was not proposed by Headwind, and no admission policy "
+                           "proves its author may change the target; it cannot be approved")
         now = rfc3339(datetime.now(UTC))
         entry = {"user": actor.username, "at": now}
         if comment:
             entry["comment"] = comment
-        approvers.append(actor.username)
-        status["approvals"] = [*approvals, entry]
-        if len(set(approvers)) >= required:
-            status.update(phase=ur.Phase.APPROVED.value, approvedBy=", ".join(approvers),
-                          approvedAt=now, message=f"approved by {', '.join(approvers)}; "
-                                                  "update queued")
+        status["approvals"] = [*approvals, attribution.sign_approval(obj, entry)]
+        proof = attribution.attribute({**obj, "status": status}, policy_installed=policy)
+        if proof.approved:
+            approvers = ", ".join(proof.approvers)
+            status.update(phase=ur.Phase.APPROVED.value, approvedBy=approvers, approvedAt=now,
+                          message=f"approved by {approvers}; update queued")
         else:
-            status.update(phase=ur.Phase.PENDING.value,
-                          message=f"approved by {', '.join(approvers)} "
-                                  f"({len(approvers)} of {required})")
+            status.update(phase=ur.Phase.PENDING.value, message=proof.reason())
         return status
 
     return change
@@ -219,22 +202,13 @@ def _write(api, namespace: str, name: str, change: Callable[[dict], dict]) -> di
         raise _unavailable(exc) from None
 
 
-def _command(obj: dict, actor: str) -> apply.UpdateCommand:
-    meta, spec = obj["metadata"], obj.get("spec") or {}
-    ref = spec.get("targetRef") or {}
-    return apply.UpdateCommand(
-        kind=ref.get("kind", ""), namespace=meta["namespace"], name=ref.get("name", ""),
-        container=spec.get("containerName", ""), new_image=spec.get("newImage", ""),
-        expected_image=spec.get("currentImage"), request=meta["name"], actor=actor)
-
-
 def _queue(actor: Actor, obj: dict) -> UpdateRequest | None:
     """Hand the approved update to the apply task; a failure to queue marks the request Failed."""
     from operator_app.tasks import queue_update
 
     namespace, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
     try:
-        queue_update(_command(obj, actor.username))
+        queue_update(command_for(obj, actor.username))
         return None
     except Exception as exc:  # noqa: BLE001 - any broker failure: record it, do not hide it
         log.error("could not queue the approved update %s/%s: %s", namespace, name, exc)
@@ -254,6 +228,19 @@ def _queue(actor: Actor, obj: dict) -> UpdateRequest | None:
 # --------------------------------------------------------------------------------------------
 # Checks
 # --------------------------------------------------------------------------------------------
+
+
+def _mirror(obj: dict) -> UpdateRequest:
+    """The mirror row after a change the cluster already holds. A database that cannot take the
+    write now (SQLite busy) must not turn a done action into an error: the mirror's watch
+    writes the row soon, and the caller gets the row as it will be."""
+    try:
+        row = mirror.upsert(obj)
+    except DatabaseError as exc:
+        log.warning("mirror row for %s/%s not written now (%s); the watch will catch up",
+                    obj["metadata"]["namespace"], obj["metadata"]["name"], exc)
+        row = None
+    return row or mirror.unsaved(obj)
 
 
 def _api():

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 FALSE_WORDS = frozenset({"0", "false", "no", "off"})
 
-VERIFY_MODES = ("off", "with-credentials", "always")
 
 
 class ConfigError(ValueError):
@@ -36,7 +35,7 @@ def parse_bool(name: str, text: str | None, default: bool) -> bool:
     raise ConfigError(f"{name}={text!r}: expected true or false")
 
 
-def _number(environ: Mapping[str, str], name: str, default: float, *, minimum: float,
+def number(environ: Mapping[str, str], name: str, default: float, *, minimum: float,
             maximum: float | None = None, whole: bool = False) -> float:
     text = (environ.get(name) or "").strip()
     if not text:
@@ -54,7 +53,7 @@ def _number(environ: Mapping[str, str], name: str, default: float, *, minimum: f
 
 def _port(environ: Mapping[str, str], name: str, default: int) -> int:
     """A TCP port to listen on; 0 turns the listener off."""
-    return int(_number(environ, name, default, minimum=0, maximum=65535, whole=True))
+    return int(number(environ, name, default, minimum=0, maximum=65535, whole=True))
 
 
 def _hosts(text: str | None) -> frozenset[str]:
@@ -68,8 +67,11 @@ class OperatorSettings:
     polling_enabled: bool = False
     polling_interval: float = 300.0
     polling_concurrency: int = 4
-    webhook_verify: str = "with-credentials"
+    webhook_verify: bool = True
+    verify_not_found_seconds: float = 30.0
+    verify_unreachable_seconds: float = 300.0
     insecure_registries: frozenset[str] = frozenset()
+    registry_ca_file: str = ""
     operator_metrics_port: int = 9090
     worker_metrics_port: int = 9091
     poller_metrics_port: int = 9092
@@ -80,24 +82,24 @@ class OperatorSettings:
     def from_environ(cls, environ: Mapping[str, str]) -> OperatorSettings:
         """Read and check every variable; raise ConfigError naming the first bad one."""
         verify = (environ.get("HEADWIND_WEBHOOK_VERIFY") or "").strip().lower()
-        if verify == "always":
-            verify_mode = "always"
-        elif parse_bool("HEADWIND_WEBHOOK_VERIFY", verify or None, True):
-            verify_mode = "with-credentials"
-        else:
-            verify_mode = "off"
+        verify = "true" if verify == "always" else verify  # the 0.1 spelling of "on"
         return cls(
             polling_enabled=parse_bool("HEADWIND_POLLING_ENABLED",
                                        environ.get("HEADWIND_POLLING_ENABLED"), False),
-            polling_interval=_number(environ, "HEADWIND_POLLING_INTERVAL", 300.0, minimum=1),
-            polling_concurrency=int(_number(environ, "HEADWIND_POLLING_CONCURRENCY", 4,
+            polling_interval=number(environ, "HEADWIND_POLLING_INTERVAL", 300.0, minimum=1),
+            polling_concurrency=int(number(environ, "HEADWIND_POLLING_CONCURRENCY", 4,
                                             minimum=1, maximum=64, whole=True)),
-            webhook_verify=verify_mode,
+            webhook_verify=parse_bool("HEADWIND_WEBHOOK_VERIFY", verify or None, True),
+            verify_not_found_seconds=number(
+                environ, "HEADWIND_WEBHOOK_VERIFY_NOT_FOUND_SECONDS", 30.0, minimum=0),
+            verify_unreachable_seconds=number(
+                environ, "HEADWIND_WEBHOOK_VERIFY_UNREACHABLE_SECONDS", 300.0, minimum=0),
             insecure_registries=_hosts(environ.get("HEADWIND_INSECURE_REGISTRIES")),
+            registry_ca_file=(environ.get("HEADWIND_REGISTRY_CA_FILE") or "").strip(),
             operator_metrics_port=_port(environ, "HEADWIND_OPERATOR_METRICS_PORT", 9090),
             worker_metrics_port=_port(environ, "HEADWIND_WORKER_METRICS_PORT", 9091),
             poller_metrics_port=_port(environ, "HEADWIND_POLLER_METRICS_PORT", 9092),
-            expiry_interval=_number(environ, "HEADWIND_EXPIRY_INTERVAL", 60.0, minimum=1),
-            token_review_cache_seconds=_number(
+            expiry_interval=number(environ, "HEADWIND_EXPIRY_INTERVAL", 60.0, minimum=1),
+            token_review_cache_seconds=number(
                 environ, "HEADWIND_TOKEN_REVIEW_CACHE_SECONDS", 60.0, minimum=0),
         )

@@ -16,13 +16,16 @@ from collections.abc import Callable
 
 from django.conf import settings
 
-from approvals.expiry import ExpiryLoop
+from approvals.expiry import expire
 from approvals.mirror import UpdateRequestMirror
 from operator_app import eventqueue, kube, metrics
+from operator_app.approved import ApprovalWork
 from operator_app.cache import Informer, WorkloadCache
 from operator_app.dispatch import ClusterDispatcher, RecordingDispatcher
 from operator_app.engine import Engine
 from operator_app.leader import LeaderElector
+from operator_app.periodic import LeaderLoop
+from operator_app.tasks import queue_update
 from operator_app.workloads import KINDS
 from registry.credentials import CredentialStore
 from registry.poller import CycleReport, Poller, start_poller
@@ -89,7 +92,9 @@ def run_operator(api, *, lease_namespace: str | None = None, identity: str | Non
     elector = replica.elect("headwind-operator", lease_namespace, identity)
     engine = Engine(replica.cache, dispatcher or ClusterDispatcher(api))
     UpdateRequestMirror(api, replica.stop).start()
-    ExpiryLoop(api, replica.stop, is_leader=elector.leading).start()
+    approvals = ApprovalWork(api, queue_update)
+    LeaderLoop("approvals", settings.HEADWIND.expiry_interval,
+               [lambda: expire(api), approvals.run], replica.stop, elector.leading).start()
     start_poller(api, replica.cache, engine, stop=replica.stop, may_run=replica.may_act)
     log.info("operator running as %s (lease %s/%s)", elector.identity,
              lease_namespace or settings.HEADWIND_NAMESPACE, elector.name)

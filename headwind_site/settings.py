@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
-from headwind_site.config import ConfigError, OperatorSettings, parse_bool
+from headwind_site.config import ConfigError, OperatorSettings, number, parse_bool
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -21,6 +23,13 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 def env_bool(name: str, default: bool = False) -> bool:
     try:
         return parse_bool(name, os.environ.get(name), default)
+    except ConfigError as exc:
+        raise ImproperlyConfigured(str(exc)) from None
+
+
+def env_int(name: str, default: int, minimum: int = 0) -> int:
+    try:
+        return int(number(os.environ, name, default, minimum=minimum, whole=True))
     except ConfigError as exc:
         raise ImproperlyConfigured(str(exc)) from None
 
@@ -43,7 +52,13 @@ def database_from_url(url: str) -> dict:
             "CONN_MAX_AGE": 60,
         }
     if parsed.scheme == "sqlite":
-        return {"ENGINE": "django.db.backends.sqlite3", "NAME": parsed.path or ":memory:"}
+        # Several processes share the file (web, operator mirror, worker): WAL lets readers and
+        # one writer work at once, IMMEDIATE takes the write lock up front instead of failing
+        # an upgrade half way, and the busy timeout waits for the lock instead of answering
+        # "database is locked". PostgreSQL remains the production answer (docs/deploy.md).
+        return {"ENGINE": "django.db.backends.sqlite3", "NAME": parsed.path or ":memory:",
+                "OPTIONS": {"init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+                            "transaction_mode": "IMMEDIATE", "timeout": 20}}
     raise ImproperlyConfigured(f"DATABASE_URL has an unsupported scheme: {parsed.scheme!r}")
 
 
@@ -72,6 +87,8 @@ INSTALLED_APPS = [
     "django_htmx",
     "django_prometheus",
     "channels",
+    "csp",
+    "axes",
     "operator_app",
     "approvals",
     "registry",
@@ -81,6 +98,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -89,6 +107,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "axes.middleware.AxesMiddleware",  # answers 429 to a locked-out login form
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
@@ -123,8 +142,24 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 
 # --- Who may sign in (approvals/auth.py, approvals/oidc.py; docs/approvals.md) -------------
-AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"]
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out login before checking
+    "django.contrib.auth.backends.ModelBackend",
+]
 LOGIN_REDIRECT_URL = "/"
+
+# Login-form throttling (django-axes): after AXES_FAILURE_LIMIT failures for one account from
+# one client address, that pair is locked out for the cool-off (429). Keying by the pair means
+# a flood against one account from one address never locks its owner out elsewhere, and one
+# noisy client behind the ingress never locks out everyone else. The client address is
+# approvals.auth.client_address: X-Forwarded-For counts only through HEADWIND_TRUSTED_PROXIES.
+AXES_FAILURE_LIMIT = env_int("HEADWIND_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("HEADWIND_LOGIN_COOLOFF_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = [["ip_address", "username"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "approvals.auth.client_address"
+AXES_WHITELIST_CALLABLE = "approvals.auth.not_a_password_login"  # SSO callbacks are not throttled
+AXES_VERBOSE = False
 LOGOUT_REDIRECT_URL = "/"
 
 # A reverse proxy's user header is believed only from these addresses (CIDRs, comma-separated).
@@ -146,7 +181,7 @@ HEADWIND_OIDC_ENABLED = env_bool("HEADWIND_OIDC_ENABLED")
 HEADWIND_OIDC_USERNAME_CLAIM = os.environ.get("HEADWIND_OIDC_USERNAME_CLAIM",
                                               "preferred_username")
 HEADWIND_OIDC_GROUPS_CLAIM = os.environ.get("HEADWIND_OIDC_GROUPS_CLAIM", "groups")
-HEADWIND_OIDC_ISSUER = os.environ.get("HEADWIND_OIDC_ISSUER", "")  # checked when set
+HEADWIND_OIDC_ISSUER = os.environ.get("HEADWIND_OIDC_ISSUER", "")  # required with OIDC
 HEADWIND_OIDC_GROUP_MAP = dict(
     item.split("=", 1) for item in env_list("HEADWIND_OIDC_GROUP_MAP") if "=" in item
 )
@@ -154,12 +189,12 @@ if HEADWIND_OIDC_ENABLED:
     _missing = [name for name in (
         "HEADWIND_OIDC_CLIENT_ID", "HEADWIND_OIDC_CLIENT_SECRET",
         "HEADWIND_OIDC_AUTHORIZATION_ENDPOINT", "HEADWIND_OIDC_TOKEN_ENDPOINT",
-        "HEADWIND_OIDC_USERINFO_ENDPOINT",
+        "HEADWIND_OIDC_USERINFO_ENDPOINT", "HEADWIND_OIDC_ISSUER",
     ) if not os.environ.get(name)]
     if _missing:
         raise ImproperlyConfigured(f"HEADWIND_OIDC_ENABLED needs {', '.join(_missing)}")
     INSTALLED_APPS.append("mozilla_django_oidc")
-    AUTHENTICATION_BACKENDS.insert(0, "approvals.oidc.HeadwindOIDCBackend")
+    AUTHENTICATION_BACKENDS.insert(1, "approvals.oidc.HeadwindOIDCBackend")
     OIDC_RP_CLIENT_ID = os.environ["HEADWIND_OIDC_CLIENT_ID"]
     OIDC_RP_CLIENT_SECRET = os.environ["HEADWIND_OIDC_CLIENT_SECRET"]
     OIDC_OP_AUTHORIZATION_ENDPOINT = os.environ["HEADWIND_OIDC_AUTHORIZATION_ENDPOINT"]
@@ -170,6 +205,28 @@ if HEADWIND_OIDC_ENABLED:
     OIDC_RP_SCOPES = os.environ.get("HEADWIND_OIDC_SCOPES", "openid email profile")
     OIDC_USE_PKCE = env_bool("HEADWIND_OIDC_USE_PKCE", True)
     OIDC_TIMEOUT = 10
+
+# --- Browser hardening ---------------------------------------------------------------------
+# A strict Content-Security-Policy (django-csp): the dashboard and the admin load scripts and
+# styles only from Headwind itself, with no inline script or style anywhere.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "connect-src": [SELF],  # the live dashboard's WebSocket is same-origin
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+        "base-uri": [NONE],
+        "object-src": [NONE],
+    },
+}
+# Session and CSRF cookies only over HTTPS, on by default outside development.
+HEADWIND_SECURE_COOKIES = env_bool("HEADWIND_SECURE_COOKIES", not DEV_MODE)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = HEADWIND_SECURE_COOKIES
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -194,11 +251,34 @@ CELERY_RESULT_BACKEND = REDIS_URL
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
-# Updates must survive a worker crash: acknowledge only after the task ran.
+# Updates must survive a worker crash (docs/reliability.md). The apply task is idempotent, so
+# it is acknowledged only after it ran; a message held by a worker that died (kill -9) goes back
+# to the queue once it has been unacknowledged for the visibility timeout. Every countdown is
+# shorter than that timeout (operator_app.tasks.MAX_COUNTDOWN_SECONDS), or Redis would hand a
+# waiting task out a second time. Any live worker sweeps every 5 s for such messages, so an
+# update held by a killed worker is applied again within about 65 s.
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_VISIBILITY_TIMEOUT = 60
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": CELERY_BROKER_VISIBILITY_TIMEOUT,
+    "unacked_restore_interval": 5,
+    "unacked_restore_throttle": 1,
+    "unacked_mutex_expire": 30,
+    "health_check_interval": 25,
+    "socket_keepalive": True,
+    "socket_connect_timeout": 5,
+    "socket_timeout": 30,
+}
+# Ride out a broker outage of any length instead of exiting after ~46 minutes of retries.
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+CELERY_BROKER_CHANNEL_ERROR_RETRY = True
+CELERY_RESULT_BACKEND_ALWAYS_RETRY = True
+CELERY_RESULT_BACKEND_MAX_RETRIES = 30
+CELERY_REDIS_BACKEND_HEALTH_CHECK_INTERVAL = 25
+CELERY_REDIS_SOCKET_KEEPALIVE = True
 
 CHANNEL_LAYERS = {
     "default": {

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
-from . import metrics, proposals, recorder
+from . import attribution, metrics, proposals, recorder
 from .core.images import InvalidImageReference, parse_image
 from .core.policy import InvalidPolicy, Policy, PolicySpec, decide
 from .kube import KubeError, request
@@ -334,7 +334,7 @@ def _request_refusal(api, command: UpdateCommand) -> ApplyResult | None:
         return _failed(api, command, None, f"reading UpdateRequest {name}: {exc.message}",
                        record_request=False)
     phase = proposals.phase_of(obj)
-    if phase in (Phase.REJECTED, Phase.SUPERSEDED, Phase.EXPIRED):
+    if phase in (Phase.REJECTED, Phase.SUPERSEDED, Phase.EXPIRED, Phase.PENDING):
         return _logged("stale", f"UpdateRequest {command.namespace}/{name} is {phase}; "
                                 f"{command.new_image} is not applied")
     spec = obj.get("spec") or {}
@@ -344,6 +344,11 @@ def _request_refusal(api, command: UpdateCommand) -> ApplyResult | None:
         return _failed(api, command, None,
                        f"UpdateRequest {name} asks for {asked[0]} {asked[1]} container "
                        f"{asked[2]} → {asked[3]}, not this update", record_request=False)
+    # The phase says Approved; only proven approvals make it so (operator_app/attribution.py).
+    proof = attribution.attribute(obj, policy_installed=attribution.ADMISSION.installed(api))
+    if not proof.approved:
+        metrics.APPROVALS_UNATTRIBUTED.labels(command.namespace).inc()
+        return _failed(api, command, None, f"not applied: {proof.reason()}")
     return None
 
 

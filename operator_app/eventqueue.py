@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 
 import redis
@@ -44,23 +45,150 @@ def _encode(event: ImagePushEvent) -> dict[str, str]:
             "source": str(event.source)}
 
 
-def _decode(fields: dict) -> ImagePushEvent:
+def _decode(fields: dict, entry_id: str = "") -> ImagePushEvent:
     text = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
             for k, v in fields.items()}
     return ImagePushEvent(repository=text["repository"], tag=text["tag"],
                           digest=text.get("digest") or None,
-                          source=EventSource(text.get("source", "webhook")))
+                          source=EventSource(text.get("source", "webhook")),
+                          received_at=_entry_time(entry_id))
+
+
+def _entry_time(entry_id: str) -> float | None:
+    """A stream ID is ``<milliseconds>-<sequence>``: when Redis accepted the entry."""
+    milliseconds, _, _ = str(entry_id).partition("-")
+    return int(milliseconds) / 1000 if milliseconds.isdigit() else None
 
 
 MAX_DELIVERIES = 10
 
 
 class RetryLater(Exception):
-    """Raised by a handler for a passing failure (registry down): the entry stays pending and
-    is claimed again after ``CLAIM_IDLE_MS``, up to ``MAX_DELIVERIES`` times."""
+    """Raised by a handler for a passing condition (registry down, a tag not readable yet).
+
+    The entry stays pending. With ``delay`` the consumer tries it again after that many
+    seconds (bounded by the handler itself); without, it is claimed again after
+    ``CLAIM_IDLE_MS``, up to ``MAX_DELIVERIES`` times. A crash loses nothing either way: the
+    entry is pending in Redis and claimed by the next leader.
+    """
+
+    def __init__(self, message: str, *, delay: float | None = None) -> None:
+        super().__init__(message)
+        self.delay = delay
 
 
 CLAIM_IDLE_MS = 30_000
+
+
+def _id(entry_id) -> str:
+    return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+
+
+class _Consumer:
+    """One leader's reading of the stream; see :func:`consume`."""
+
+    def __init__(self, client: redis.Redis, handle: Callable[[ImagePushEvent], object],
+                 stream: str, consumer: str, claim_idle_ms: int) -> None:
+        self.client = client
+        self.handle = handle
+        self.stream = stream
+        self.consumer = consumer
+        self.claim_idle_ms = claim_idle_ms
+        self.group_ready = False
+        self.claim_from = "0-0"
+        self.last_acked: str | None = None
+        self.delayed: dict[str, tuple[float, dict]] = {}  # entry id -> (due, fields)
+
+    def ensure_group(self) -> None:
+        """Create the group if needed. After a Redis restart (group gone, stream maybe empty)
+        it is recreated from the last entry we acknowledged, so nothing newer is skipped and
+        nothing we already handled is handled again."""
+        if self.group_ready:
+            return
+        start = self.last_acked or "0"
+        try:
+            self.client.xgroup_create(self.stream, GROUP, id=start, mkstream=True)
+            if self.last_acked is not None:
+                log.warning("event stream group recreated from %s (Redis lost it)", start)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self.group_ready = True
+        self.claim_from = "0-0"
+
+    def step(self, block_ms: int, may_run: Callable[[], bool]) -> None:
+        self.ensure_group()
+        for entry_id, fields in self._due():
+            if not may_run():
+                return
+            self._run(entry_id, fields)
+        # Entries another (dead) leader read but never acknowledged come first.
+        self.claim_from, claimed, _ = self.client.xautoclaim(
+            self.stream, GROUP, self.consumer, min_idle_time=self.claim_idle_ms,
+            start_id=self.claim_from, count=100)
+        entries = [(entry_id, fields) for entry_id, fields in claimed
+                   if _id(entry_id) not in self.delayed]
+        if not claimed:
+            wait = block_ms
+            if self.delayed:
+                soonest = min(due for due, _ in self.delayed.values())
+                wait = int(max(1, min(block_ms, (soonest - time.monotonic()) * 1000)))
+            batches = self.client.xreadgroup(GROUP, self.consumer, {self.stream: ">"},
+                                             count=100, block=wait) or []
+            entries = [entry for _stream, found in batches for entry in found]
+        for entry_id, fields in entries:
+            if not may_run():  # leadership lost mid-batch: leave the rest pending
+                return
+            self._run(_id(entry_id), fields)
+
+    def _due(self) -> list[tuple[str, dict]]:
+        now = time.monotonic()
+        due = [(entry_id, fields) for entry_id, (when, fields) in self.delayed.items()
+               if when <= now]
+        for entry_id, _fields in due:
+            del self.delayed[entry_id]
+            # Reset its idle time, so XAUTOCLAIM does not hand it to us a second time.
+            self.client.xclaim(self.stream, GROUP, self.consumer, 0, [entry_id], justid=True)
+        return due
+
+    def _run(self, entry_id: str, fields: dict) -> None:
+        if not fields:  # trimmed away while pending
+            self._ack(entry_id)
+            return
+        try:
+            self.handle(_decode(fields, entry_id))
+        except RetryLater as exc:
+            if exc.delay is not None:
+                log.info("event %s: %s; trying again in %.1fs", entry_id, exc, exc.delay)
+                self.delayed[entry_id] = (time.monotonic() + exc.delay, fields)
+                return
+            self._failed(entry_id, exc, quiet=True)
+            return
+        except redis.RedisError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - one bad event must not stop the operator
+            self._failed(entry_id, exc)
+            return
+        self._ack(entry_id)
+
+    def _failed(self, entry_id: str, exc: Exception, *, quiet: bool = False) -> None:
+        deliveries = self._deliveries(entry_id)
+        if deliveries >= MAX_DELIVERIES:
+            log.error("event %s failed %d times; dropped: %s", entry_id, deliveries, exc)
+            self._ack(entry_id)
+        elif quiet:
+            log.warning("event %s: %s; retried later", entry_id, exc)
+        else:
+            log.exception("event %s could not be handled; it stays pending", entry_id)
+
+    def _ack(self, entry_id: str) -> None:
+        self.client.xack(self.stream, GROUP, entry_id)
+        self.last_acked = entry_id
+
+    def _deliveries(self, entry_id: str) -> int:
+        pending = self.client.xpending_range(self.stream, GROUP, min=entry_id, max=entry_id,
+                                             count=1)
+        return int(pending[0]["times_delivered"]) if pending else MAX_DELIVERIES
 
 
 def consume(client: redis.Redis, handle: Callable[[ImagePushEvent], object],
@@ -69,66 +197,30 @@ def consume(client: redis.Redis, handle: Callable[[ImagePushEvent], object],
             claim_idle_ms: int = CLAIM_IDLE_MS) -> None:
     """Feed stream entries to ``handle`` while ``may_run()`` (leadership); ack after handling.
 
-    Redis failures never end the loop; an entry that keeps failing is dropped (logged) after
-    ``MAX_DELIVERIES`` attempts instead of being retried for ever.
+    Redis failures never end the loop: it retries every 2 s, and when Redis comes back without
+    our consumer group (a restart without persistence: every command answers NOGROUP) the group
+    is created again from the last acknowledged entry. An entry that keeps failing is dropped
+    (logged) after ``MAX_DELIVERIES`` attempts instead of being retried for ever.
     """
-    consumer = consumer or f"{os.uname().nodename}-{os.getpid()}"
-    group_ready = False
-    claim_from = "0-0"
+    state = _Consumer(client, handle, stream, consumer or f"{os.uname().nodename}-{os.getpid()}",
+                      claim_idle_ms)
     while not stop.is_set():
         if not may_run():
+            state.delayed.clear()  # the next leader claims them from Redis
             stop.wait(0.5)
             continue
         try:
-            if not group_ready:
-                _create_group(client, stream)
-                group_ready = True
-            # Entries another (dead) leader read but never acknowledged come first.
-            claim_from, claimed, _ = client.xautoclaim(
-                stream, GROUP, consumer, min_idle_time=claim_idle_ms, start_id=claim_from,
-                count=100,
-            )
-            batches = [(stream, claimed)] if claimed else []
-            if not batches:
-                batches = client.xreadgroup(GROUP, consumer, {stream: ">"}, count=100,
-                                            block=block_ms) or []
-            for _stream, entries in batches:
-                for entry_id, fields in entries:
-                    if not may_run():  # leadership lost mid-batch: leave the rest pending
-                        break
-                    _handle_entry(client, stream, entry_id, fields, handle)
+            state.step(block_ms, may_run)
+        except redis.ResponseError as exc:
+            if "NOGROUP" in str(exc):
+                log.warning("event stream consumer group is gone (Redis restarted?); "
+                            "recreating it")
+                state.group_ready = False
+                state.delayed.clear()
+                continue
+            log.warning("event stream error (%s); retrying", exc)
+            stop.wait(2)
         except redis.RedisError as exc:
             log.warning("event stream unavailable (%s); retrying", exc)
+            state.group_ready = False  # Redis may come back empty: make sure the group exists
             stop.wait(2)
-
-
-def _create_group(client: redis.Redis, stream: str) -> None:
-    try:
-        client.xgroup_create(stream, GROUP, id="0", mkstream=True)
-    except redis.ResponseError as exc:
-        if "BUSYGROUP" not in str(exc):
-            raise
-
-
-def _handle_entry(client: redis.Redis, stream: str, entry_id, fields: dict, handle) -> None:
-    if not fields:  # trimmed away while pending
-        client.xack(stream, GROUP, entry_id)
-        return
-    try:
-        handle(_decode(fields))
-    except Exception as exc:  # noqa: BLE001 - one bad event must not stop the operator
-        deliveries = _deliveries(client, stream, entry_id)
-        if deliveries >= MAX_DELIVERIES:
-            log.error("event %s failed %d times; dropped: %s", entry_id, deliveries, exc)
-            client.xack(stream, GROUP, entry_id)
-        elif isinstance(exc, RetryLater):
-            log.warning("event %s: %s; retried later", entry_id, exc)
-        else:
-            log.exception("event %s could not be handled; it stays pending", entry_id)
-        return
-    client.xack(stream, GROUP, entry_id)
-
-
-def _deliveries(client: redis.Redis, stream: str, entry_id) -> int:
-    pending = client.xpending_range(stream, GROUP, min=entry_id, max=entry_id, count=1)
-    return int(pending[0]["times_delivered"]) if pending else MAX_DELIVERIES

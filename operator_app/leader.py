@@ -1,4 +1,12 @@
-"""Leader election on a coordination.k8s.io/v1 Lease: with several replicas, one acts."""
+"""Leader election on a coordination.k8s.io/v1 Lease: with several replicas, one acts.
+
+Timings (docs/engine.md, "Leadership"): the Lease lasts ``lease_seconds`` (10) and the holder
+renews it every ``renew_seconds`` (2). A standby tries every ``renew_seconds`` too, so after a
+leader dies (kill -9: no release) another takes over within lease + one try, at most 12 s; on a
+clean shutdown the Lease is released and the takeover takes one try (≤ 2 s). A leader whose
+renewals fail stops acting after ``lease_seconds - renew_seconds`` (8 s) by its own clock, before
+anyone else may take over.
+"""
 
 from __future__ import annotations
 
@@ -30,7 +38,7 @@ def _parse(text: str | None) -> dt.datetime | None:
 
 class LeaderElector(threading.Thread):
     def __init__(self, api, namespace: str, name: str = "headwind-operator", *,
-                 identity: str | None = None, lease_seconds: int = 15, renew_seconds: float = 5,
+                 identity: str | None = None, lease_seconds: int = 10, renew_seconds: float = 2,
                  stop: threading.Event) -> None:
         super().__init__(name="leader-elector", daemon=True)
         self.api = api

@@ -66,3 +66,8 @@ def serve(port: int) -> None:
     if port:
         start_http_server(port, addr="0.0.0.0")
         log.info("metrics on :%d/metrics", port)
+APPROVALS_UNATTRIBUTED = Counter(
+    "headwind_approvals_unattributed_total",
+    "Approved UpdateRequests refused because nobody Headwind can attribute approved them.",
+    ["namespace"],
+)

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
-from . import metrics
+from . import attribution, metrics
 from .core.images import ImageRef, InvalidImageReference, parse_image
 from .core.policy import Policy, PolicySpec, decide
 from .core.versions import parse_tag
@@ -347,8 +347,8 @@ def propose(
             return Proposal(name=name, created=False, skipped_reason=reason_text)
 
     now = datetime.now(UTC)
-    body = _build(kind, workload, name, container, current_image, new_image, new_digest,
-                  spec, reason, source, now)
+    body = attribution.sign_request(_build(kind, workload, name, container, current_image,
+                                           new_image, new_digest, spec, reason, source, now))
     try:
         request(api, "POST", _collection(namespace), body=body)
     except KubeError as exc:

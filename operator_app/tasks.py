@@ -14,9 +14,11 @@ log = logging.getLogger(__name__)
 
 #: Transient failures (API server unreachable, 429, 5xx) retried before the update is failed.
 TRANSIENT_RETRIES = 10
-#: Longest single countdown. Redis redelivers unacknowledged messages after its visibility
-#: timeout (1 h), so longer waits are split; a re-check that is still too early defers again.
-MAX_COUNTDOWN_SECONDS = 3000
+#: Longest single countdown. Redis hands an unacknowledged message out again after the broker's
+#: visibility timeout (60 s, settings.CELERY_BROKER_VISIBILITY_TIMEOUT), and a task waiting for
+#: its countdown is unacknowledged, so every wait stays well below it; a re-check that is still
+#: too early simply defers again (one read per 45 s).
+MAX_COUNTDOWN_SECONDS = 45
 
 
 @shared_task
@@ -30,8 +32,9 @@ def cluster_version() -> str:
 
 
 def _backoff(attempt: int) -> int:
-    """1, 2, 4 … 256, then 300 seconds: about 9 minutes over ten attempts."""
-    return min(2 ** attempt, 300)
+    """1, 2, 4 … 32, then 45 seconds (below the visibility timeout): about 4 minutes over ten
+    attempts."""
+    return min(2 ** attempt, MAX_COUNTDOWN_SECONDS)
 
 
 @shared_task(bind=True, acks_late=True, max_retries=None)

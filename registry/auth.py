@@ -7,8 +7,10 @@ Configured from the environment:
 - ``HEADWIND_WEBHOOK_ALLOW_UNAUTHENTICATED=true``: accept sources that have no secret at all.
 
 A token is accepted as ``Authorization: Bearer <t>``, a raw ``Authorization: <t>`` (Harbor sends
-its configured header verbatim), ``X-Headwind-Token: <t>``, or as the last URL segment
-``/webhook/<source>/<t>`` for registries that cannot send headers (Docker Hub, Quay).
+its configured header verbatim), ``X-Headwind-Token: <t>``, as the last URL segment
+``/webhook/<source>/<t>`` for registries that cannot send headers (Docker Hub, Quay), or as the
+query parameter ``?token=<t>`` (Azure Event Grid and other sources that only take a URL). URL
+tokens are redacted from every log (headwind_site/redact.py).
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ def is_configured(source: str) -> bool:
 
 
 def check(source: str, headers: Mapping[str, str], body: bytes,
-          path_token: str | None = None) -> Verdict:
+          path_token: str | None = None, query_token: str | None = None) -> Verdict:
     tokens = tokens_for(source)
     secret = hmac_secret_for(source)
     if not tokens and not secret:
@@ -68,7 +70,7 @@ def check(source: str, headers: Mapping[str, str], body: bytes,
                 return Verdict(True)
             return Verdict(False, 403, "signature does not match")
 
-    presented = _presented_tokens(headers, path_token)
+    presented = _presented_tokens(headers, path_token, query_token)
     if not presented:
         return Verdict(False, 401, "credentials required")
     for candidate in presented:
@@ -78,7 +80,8 @@ def check(source: str, headers: Mapping[str, str], body: bytes,
     return Verdict(False, 403, "invalid credentials")
 
 
-def _presented_tokens(headers: Mapping[str, str], path_token: str | None) -> list[str]:
+def _presented_tokens(headers: Mapping[str, str], path_token: str | None,
+                      query_token: str | None = None) -> list[str]:
     found = []
     authorization = headers.get("Authorization", "").strip()
     if authorization:
@@ -88,4 +91,6 @@ def _presented_tokens(headers: Mapping[str, str], path_token: str | None) -> lis
         found.append(headers["X-Headwind-Token"].strip())
     if path_token:
         found.append(path_token)
+    if query_token:
+        found.append(query_token)
     return found

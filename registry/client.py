@@ -30,6 +30,7 @@ import hashlib
 import ipaddress
 import logging
 import re
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -231,6 +232,12 @@ def _hostname(hostport: str) -> str:
     return hostport.rpartition(":")[0] if hostport.count(":") == 1 else hostport
 
 
+def _configured_ca() -> str:
+    from django.conf import settings
+
+    return settings.HEADWIND.registry_ca_file
+
+
 def is_loopback(hostport: str) -> bool:
     name = _hostname(hostport.lower())
     if name == "localhost":
@@ -252,12 +259,32 @@ def default_scheme(host: str) -> str:
     return "http" if _is_plain_http_allowed(host) else "https"
 
 
-def _is_link_local(hostname: str) -> bool:
-    """169.254.0.0/16 and fe80::/10 host cloud metadata services; no registry lives there."""
+def realm_address_problem(hostname: str, port: int | None) -> str | None:
+    """Why a token realm's host must not be contacted, or None.
+
+    The name is resolved and every address checked, so no spelling of a cloud metadata
+    address gets through: decimal (``2852039166``), hex (``0xa9fea9fe``), short (``169.254.
+    43518``) and octal forms, and IPv4-mapped IPv6 (``[::ffff:169.254.169.254]``) all resolve
+    to 169.254.169.254. Link-local (169.254/16, fe80::/10) and unspecified (0.0.0.0, ::)
+    addresses are refused. A name could resolve differently a moment later (DNS rebinding):
+    see docs/security.md for that limit.
+    """
+    if not hostname:
+        return "token realm has no host"
     try:
-        return ipaddress.ip_address(hostname.strip("[]")).is_link_local
-    except ValueError:
-        return False
+        infos = socket.getaddrinfo(hostname, port or 443, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError, ValueError):
+        return f"token realm host {hostname!r} does not resolve"
+    for info in infos:
+        try:
+            address = ipaddress.ip_address(info[4][0].split("%", 1)[0])
+        except ValueError:
+            return f"token realm host {hostname!r} resolves to an unusable address"
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        if address.is_link_local or address.is_unspecified or address.is_multicast:
+            return f"token realm {hostname!r} resolves to {address}, which is refused"
+    return None
 
 
 def api_host(host: str) -> str:
@@ -385,7 +412,10 @@ class RegistryClient:
             adapter = HTTPAdapter(pool_connections=2, pool_maxsize=max(pool_size, 1))
             session.mount("http://", adapter)
             session.mount("https://", adapter)
-        session.verify = verify
+        if verify is True:  # the configured CA bundle (HEADWIND_REGISTRY_CA_FILE), if any
+            verify = _configured_ca() or True
+        # Passed with every request: requests lets REQUESTS_CA_BUNDLE override session.verify.
+        self.verify = verify
         session.headers.setdefault("User-Agent", USER_AGENT)
         self.session = session
         self._lock = threading.Lock()
@@ -527,7 +557,7 @@ class RegistryClient:
         try:
             response = self.session.request(method, url, params=params, headers=headers,
                                             data=data, auth=auth, timeout=self.timeout,
-                                            allow_redirects=False)
+                                            allow_redirects=False, verify=self.verify)
         except requests.RequestException as exc:
             self._observe(kind, "connection_error")
             raise RegistryServerError(self.host, None,
@@ -563,14 +593,22 @@ class RegistryClient:
         realm_parts = urlsplit(realm)
         if realm_parts.scheme not in ("http", "https") or not realm_parts.netloc:
             raise RegistryAuthError(self.host, 401, "token realm is not an http(s) URL")
-        if _is_link_local(realm_parts.hostname or ""):
-            raise RegistryAuthError(self.host, 401, "token realm on a link-local address refused")
+        try:
+            realm_port = realm_parts.port
+        except ValueError:
+            raise RegistryAuthError(self.host, 401, "token realm has an invalid port") from None
+        problem = realm_address_problem(realm_parts.hostname or "", realm_port)
+        if problem:
+            raise RegistryAuthError(self.host, 401, problem)
         has_secret = self.credentials is not None and self.identity != "anonymous"
-        if (has_secret and realm_parts.scheme == "http"
-                and not _is_plain_http_allowed(realm_parts.netloc)):
+        if has_secret and realm_parts.scheme == "http" and not (
+                self._same_origin(realm) and _is_plain_http_allowed(realm_parts.netloc)):
+            # Credentials go to another host (another port is another host) only over HTTPS;
+            # plain http only to the registry itself, when it is loopback or listed insecure.
             raise RegistryAuthError(
                 self.host, 401,
-                f"refusing to send credentials to plain-http token realm {realm_parts.netloc}",
+                f"refusing to send credentials over plain http to token realm "
+                f"{realm_parts.netloc}",
             )
         service = challenge.params.get("service")
         scopes = challenge.scopes

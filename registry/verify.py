@@ -2,14 +2,29 @@
 whether the tag exists and has the claimed digest, so a forged or replayed delivery cannot
 move a workload to an image that is not there.
 
-On by default whenever credentials for the repository are available (from a matching
-workload's pull secrets); ``HEADWIND_WEBHOOK_VERIFY=false`` turns it off, ``=always`` verifies
-anonymously too. Unverifiable events are dropped and counted; polling will still find real tags.
+On by default (``HEADWIND_WEBHOOK_VERIFY``, ``false`` turns it off), with or without a pull
+secret: the pull secrets of the matching workloads are tried first, then anonymous access (the
+bearer-token flow hands anonymous tokens for public repositories). The rules:
+
+* **found** with the claimed digest (or none claimed): acted on, with the registry's digest;
+* **a different digest**: a forgery or a stale replay; dropped;
+* **not found**: registries notify before the tag can always be read, so a 404 is asked again
+  with backoff for ``HEADWIND_WEBHOOK_VERIFY_NOT_FOUND_SECONDS`` (30) after the event was
+  queued; only then is it dropped as forged;
+* **unreachable** (no answer, 5xx, 429): kept and asked again with backoff for
+  ``HEADWIND_WEBHOOK_VERIFY_UNREACHABLE_SECONDS`` (300), never applied unverified; polling
+  still finds real tags after that;
+* **refused** (the registry wants credentials Headwind does not have): cannot be verified, so
+  dropped, with a warning that names the repository. Give the workload a pull secret (or turn
+  verification off for such registries).
+
+Retries go through the event stream (``RetryLater``): a crash meanwhile loses nothing.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import replace
 
 from django.conf import settings
@@ -20,6 +35,7 @@ from operator_app.core.events import EventSource, ImagePushEvent
 from operator_app.eventqueue import RetryLater
 
 from .client import (
+    RegistryAuthError,
     RegistryClient,
     RegistryError,
     RegistryNotFound,
@@ -32,10 +48,15 @@ log = logging.getLogger(__name__)
 
 VERIFICATIONS = Counter(
     "headwind_webhook_verifications_total",
-    "Webhook events checked against their registry (verified, mismatch, missing, error, "
-    "retry, skipped).",
+    "Webhook events checked against their registry (verified, mismatch, missing, "
+    "not_yet_found, unreachable, unverifiable, error).",
     ["registry", "outcome"],
 )
+
+
+def _retry_delay(age: float) -> float:
+    """Exponential-ish backoff from the event's age: 0.5 s, 1, 2, 4 … at most 15 s apart."""
+    return min(max(age, 0.5), 15.0)
 
 
 class WebhookVerifier:
@@ -44,41 +65,37 @@ class WebhookVerifier:
         self.credentials = credentials
 
     def check(self, event: ImagePushEvent) -> ImagePushEvent | None:
-        """The event to act on (with the registry's digest), or None to drop it."""
-        setting = settings.HEADWIND.webhook_verify
-        if event.source != EventSource.WEBHOOK or setting == "off":
+        """The event to act on (with the registry's digest), or None to drop it; raises
+        RetryLater while the answer may still change."""
+        if event.source != EventSource.WEBHOOK or not settings.HEADWIND.webhook_verify:
             return event
         matches = self.cache.matches(event.repository)
         if not matches:
             return event  # nothing would move; no reason to call the registry
         host, _, path = event.repository.partition("/")
-        found = []
+        candidates: list = []
         for workload, _container in matches:
-            found = self.credentials.for_workload(workload, event.repository)
-            if found:
-                break
-        if not found and setting != "always":
-            VERIFICATIONS.labels(host, "skipped").inc()
-            return event
-        last_error: Exception | None = None
-        candidates = found or [None]
-        for index, credentials in enumerate(candidates):
+            for found in self.credentials.for_workload(workload, event.repository):
+                if found not in candidates:
+                    candidates.append(found)
+        candidates.append(None)  # anonymous last: public repositories need no secret
+
+        outcomes: list[str] = []
+        for credentials in candidates:
             client = RegistryClient(host, credentials=credentials)
             try:
                 digest = client.head_digest(path, event.tag)
             except RegistryNotFound:
-                if index + 1 < len(candidates):
-                    continue  # another credential may see a repository this one cannot
-                VERIFICATIONS.labels(host, "missing").inc()
-                log.warning("webhook claims %s:%s, which the registry does not have; ignored",
-                            event.repository, event.tag)
-                return None
+                outcomes.append("missing")
+                continue  # another credential may see a repository this one cannot
             except (RegistryServerError, RegistryRateLimited) as exc:
-                # Passing trouble: keep the event queued and try again later.
-                VERIFICATIONS.labels(host, "retry").inc()
-                raise RetryLater(f"verifying {event.repository}:{event.tag}: {exc}") from exc
+                return self._unreachable(event, host, exc)
+            except RegistryAuthError:
+                outcomes.append("refused")
+                continue
             except RegistryError as exc:
-                last_error = exc
+                log.warning("verifying %s:%s: %s", event.repository, event.tag, exc)
+                outcomes.append("error")
                 continue
             finally:
                 client.close()
@@ -89,7 +106,42 @@ class WebhookVerifier:
                 return None
             VERIFICATIONS.labels(host, "verified").inc()
             return replace(event, digest=digest)
+
+        if "missing" in outcomes:
+            return self._missing(event, host)
+        if "refused" in outcomes:
+            VERIFICATIONS.labels(host, "unverifiable").inc()
+            log.warning("webhook for %s:%s cannot be verified: the registry refuses anonymous "
+                        "access and no pull secret of a matching workload is accepted; ignored "
+                        "(give the workload a pull secret, or set HEADWIND_WEBHOOK_VERIFY=false)",
+                        event.repository, event.tag)
+            return None
         VERIFICATIONS.labels(host, "error").inc()
-        log.warning("could not verify %s:%s with its registry (%s); ignored",
-                    event.repository, event.tag, last_error)
+        log.warning("could not verify %s:%s with its registry; ignored", event.repository,
+                    event.tag)
+        return None
+
+    def _age(self, event: ImagePushEvent) -> float:
+        return max(0.0, time.time() - event.received_at) if event.received_at else 0.0
+
+    def _missing(self, event: ImagePushEvent, host: str) -> None:
+        age = self._age(event)
+        if event.received_at is not None and age < settings.HEADWIND.verify_not_found_seconds:
+            VERIFICATIONS.labels(host, "not_yet_found").inc()
+            raise RetryLater(f"{event.repository}:{event.tag} not readable yet",
+                             delay=_retry_delay(age))
+        VERIFICATIONS.labels(host, "missing").inc()
+        log.warning("webhook claims %s:%s, which the registry does not have (asked for %.0fs); "
+                    "ignored", event.repository, event.tag, age)
+        return None
+
+    def _unreachable(self, event: ImagePushEvent, host: str, exc: RegistryError) -> None:
+        age = self._age(event)
+        if event.received_at is None or age < settings.HEADWIND.verify_unreachable_seconds:
+            VERIFICATIONS.labels(host, "unreachable").inc()
+            raise RetryLater(f"verifying {event.repository}:{event.tag}: {exc}",
+                             delay=_retry_delay(age) if event.received_at else None)
+        VERIFICATIONS.labels(host, "error").inc()
+        log.error("could not reach %s to verify %s:%s for %.0fs; the event is dropped (polling "
+                  "will still find the tag)", host, event.repository, event.tag, age)
         return None

@@ -60,7 +60,7 @@ def receive(request, source: str, token: str | None = None) -> HttpResponse:
     body = request.read(MAX_BODY_BYTES + 1)
     if len(body) > MAX_BODY_BYTES:
         return _refuse(source, 413, "rejected_invalid", f"body larger than {MAX_BODY_BYTES} bytes")
-    verdict = auth.check(source, request.headers, body, token)
+    verdict = auth.check(source, request.headers, body, token, request.GET.get("token"))
     if not verdict.ok:
         return _refuse(source, verdict.status, "rejected_auth", verdict.reason)
     content_type = request.content_type or ""

@@ -24,3 +24,5 @@ class ImagePushEvent:
     tag: str
     digest: str | None = None
     source: EventSource = EventSource.WEBHOOK
+    #: When the event was queued (Unix seconds), if known: lets a handler bound its retries.
+    received_at: float | None = None

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import requests
 
 from tests.testbed import cluster
 from tests.testbed.fixtures import stop_processes
+from tests.waiting import eventually
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("HEADWIND_CHROMIUM", "/usr/bin/chromium")
@@ -27,10 +27,6 @@ CHROMIUM = os.environ.get("HEADWIND_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update",
                  "--disable-sync"]
-
-# Playwright's sync API keeps an event loop in the test thread; the ORM calls the tests make
-# (creating users, reading rows) are ordinary blocking calls and are safe there.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 
 @pytest.fixture(scope="session")
@@ -51,17 +47,18 @@ def asgi_server(testbed, django_db_setup, tmp_path_factory) -> Iterator[str]:
             cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
         )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if requests.get(f"{base}/healthz", timeout=2).status_code == 200:
-                break
-        except requests.ConnectionError:
-            pass
-        if server.poll() is not None or time.monotonic() > deadline:
-            server.kill()
-            pytest.fail(f"daphne did not start:\n{cluster.log_tail(log_path, 40)}")
-        time.sleep(0.2)
+
+    def healthy() -> bool:
+        if server.poll() is not None:
+            pytest.fail(f"daphne exited:\n{cluster.log_tail(log_path, 40)}")
+        return requests.get(f"{base}/healthz", timeout=2).status_code == 200
+
+    try:
+        eventually(healthy, 60, "daphne answering /healthz", interval=0.2,
+                   retry_on=(requests.ConnectionError,))
+    except AssertionError as exc:
+        server.kill()
+        pytest.fail(f"daphne did not start ({exc}):\n{cluster.log_tail(log_path, 40)}")
     server.log_path = log_path
     yield base
     stop_processes(server)
@@ -77,7 +74,11 @@ def chromium():
                     pytrace=False)
     from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as playwright:
+    # Playwright's sync API keeps an event loop in the test thread; the ORM calls the tests and
+    # their fixtures make meanwhile (creating users, reading rows) are ordinary blocking calls
+    # and are safe there. Allowed for as long as that loop exists, and not a moment longer.
+    with pytest.MonkeyPatch.context() as patch, sync_playwright() as playwright:
+        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
@@ -87,7 +88,8 @@ def chromium():
 def open_page(chromium, asgi_server):
     """``open_page(width=1280, height=900)`` → a fresh browser context's page (own cookies).
 
-    Every page's JavaScript errors fail the test.
+    Every page's JavaScript errors, and every Content-Security-Policy violation the browser
+    reports, fail the test: the policy is strict, and the pages must not need more.
     """
     contexts, errors = [], []
 
@@ -98,12 +100,14 @@ def open_page(chromium, asgi_server):
         contexts.append(context)
         page = context.new_page()
         page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.on("console", lambda message: errors.append(message.text)
+                if "Content Security Policy" in message.text else None)
         return page
 
     yield open_
     for context in contexts:
         context.close()
-    assert not errors, f"JavaScript errors: {errors}"
+    assert not errors, f"JavaScript errors or CSP violations: {errors}"
 
 
 @pytest.fixture

@@ -21,9 +21,10 @@ from operator_app import tasks
 from operator_app.apply import UpdateCommand, WorkloadContention, apply_update, is_transient
 from operator_app.kube import request
 from operator_app.workloads import kind_of
+from tests.waiting import eventually
 
+from .test_proposals import approve_as_headwind, propose
 from .test_proposals import create as create_workload
-from .test_proposals import propose
 
 pytestmark = pytest.mark.testbed
 
@@ -145,7 +146,7 @@ def test_apply_completes_the_update_request(kube_api, namespace):
     obj = create(kube_api, namespace, "Deployment", "web", {"app": OLD},
                  {"headwind.sh/policy": "minor"})
     proposal = propose(kube_api, obj, NEW)
-    ur.set_phase(kube_api, namespace, proposal.name, "Approved", expect_phases={"Pending"})
+    approve_as_headwind(kube_api, namespace, proposal.name, "carol")
 
     result = apply(kube_api, namespace, expected_image=OLD, update_request=proposal.name,
                    actor="carol")
@@ -165,16 +166,41 @@ def test_apply_completes_the_update_request(kube_api, namespace):
         status["completedAt"])
 
 
-def test_already_marks_a_pending_request_completed(kube_api, namespace):
+def test_already_marks_an_approved_request_completed(kube_api, namespace):
     obj = create(kube_api, namespace, "Deployment", "web", {"app": OLD},
                  {"headwind.sh/policy": "minor"})
     proposal = propose(kube_api, obj, NEW)
+    approve_as_headwind(kube_api, namespace, proposal.name)
     set_image(kube_api, namespace, NEW)
 
     result = apply(kube_api, namespace, expected_image=OLD, update_request=proposal.name)
 
     assert result.outcome == "already"
     assert ur.get(kube_api, namespace, proposal.name)["status"]["phase"] == "Completed"
+
+
+def test_a_pending_request_is_not_applied(kube_api, namespace):
+    """Only an approved request moves anything: a Pending one handed to the task is stale."""
+    obj = create(kube_api, namespace, "Deployment", "web", {"app": OLD},
+                 {"headwind.sh/policy": "minor"})
+    proposal = propose(kube_api, obj, NEW)
+    result = apply(kube_api, namespace, expected_image=OLD, update_request=proposal.name)
+    assert result.outcome == "stale" and "Pending" in result.message
+    assert image_of(kube_api, namespace, "Deployment", "web") == OLD
+
+
+def test_an_approval_nobody_can_attribute_is_refused(kube_api, namespace):
+    """``phase: Approved`` written without signed approvals (and the admission policy does not
+    vouch for them, because the entry names someone else than its writer could prove)."""
+    obj = create(kube_api, namespace, "Deployment", "web", {"app": OLD},
+                 {"headwind.sh/policy": "minor"})
+    proposal = propose(kube_api, obj, NEW)
+    ur.set_phase(kube_api, namespace, proposal.name, "Approved", expect_phases={"Pending"},
+                 extra_status={"approvedBy": "nobody"})
+    result = apply(kube_api, namespace, expected_image=OLD, update_request=proposal.name)
+    assert result.outcome == "failed" and "0 of 1 proven" in result.message
+    assert image_of(kube_api, namespace, "Deployment", "web") == OLD
+    assert ur.get(kube_api, namespace, proposal.name)["status"]["phase"] == "Failed"
 
 
 class RacingApiClient(client.ApiClient):
@@ -283,6 +309,7 @@ def test_stale_expected_image_changes_nothing(kube_api, namespace):
     obj = create(kube_api, namespace, "Deployment", "web", {"app": OLD},
                  {"headwind.sh/policy": "minor"})
     proposal = propose(kube_api, obj, NEW)
+    approve_as_headwind(kube_api, namespace, proposal.name)
     set_image(kube_api, namespace, moved)
     before = read(kube_api, namespace, "Deployment", "web")
 
@@ -316,6 +343,7 @@ def test_missing_container_fails_and_is_recorded(kube_api, namespace):
     obj = create(kube_api, namespace, "Deployment", "web", {"app": OLD},
                  {"headwind.sh/policy": "minor"})
     proposal = propose(kube_api, obj, NEW)
+    approve_as_headwind(kube_api, namespace, proposal.name)
     failed_before = sample("headwind_updates_failed_total", kind="Deployment",
                            namespace=namespace)
 
@@ -373,6 +401,10 @@ def test_api_refusal_fails_with_the_api_message(kube_api, namespace, testbed):
     configuration.ssl_ca_cert = testbed.ca_file
     configuration.api_key = {"authorization": f"Bearer {token}"}
     with client.ApiClient(configuration) as reader:
+        from operator_app.kube import KubeError
+
+        eventually(lambda: request(reader, "GET", kind_of("Deployment").object_path(
+            namespace, "web")), 30, "the reader's Role in force", retry_on=(KubeError,))
         result = apply(reader, namespace)
 
     assert result.outcome == "failed"
@@ -398,11 +430,12 @@ def test_request_for_another_change_is_refused(kube_api, namespace):
     obj = create(kube_api, namespace, "Deployment", "web", {"app": OLD},
                  {"headwind.sh/policy": "minor"})
     proposal = propose(kube_api, obj, NEW)
+    approve_as_headwind(kube_api, namespace, proposal.name)
     result = apply(kube_api, namespace, new_image="reg.example/team/app:9.9.9",
                    update_request=proposal.name)
     assert result.outcome == "failed" and "not this update" in result.message
     assert image_of(kube_api, namespace, "Deployment", "web") == OLD
-    assert ur.get(kube_api, namespace, proposal.name)["status"]["phase"] == "Pending"
+    assert ur.get(kube_api, namespace, proposal.name)["status"]["phase"] == "Approved"
 
 
 # --------------------------------------------------------------------------------------------
@@ -414,6 +447,7 @@ def test_task_applies_through_a_real_worker(kube_api, namespace, celery_worker):
     obj = create(kube_api, namespace, "StatefulSet", "db", {"app": OLD},
                  {"headwind.sh/policy": "minor"})
     proposal = propose(kube_api, obj, NEW)
+    approve_as_headwind(kube_api, namespace, proposal.name, "dave")
 
     result = tasks.apply_update_task.delay(UpdateCommand(
         "StatefulSet", namespace, "db", "app", NEW, expected_image=OLD,

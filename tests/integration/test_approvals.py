@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -13,12 +12,16 @@ from django.urls import reverse
 
 from approvals import cluster, services
 from approvals.errors import Conflict, NotAllowed, NotFound
-from approvals.expiry import ExpiryLoop
+from approvals.expiry import expire
 from approvals.models import AuditEvent, NamespaceGrant, UpdateRequest
 from approvals.permissions import Actor
 from operator_app import proposals as ur
+from operator_app.approved import ApprovalWork
 from operator_app.kube import request
+from operator_app.periodic import LeaderLoop
+from operator_app.proposals import parse_rfc3339
 from operator_app.workloads import kind_of
+from tests.waiting import eventually
 
 from .test_proposals import create, propose
 
@@ -30,14 +33,7 @@ CHANGELIST = "admin:approvals_updaterequest_changelist"
 
 
 def wait_for(predicate, timeout: float = 30.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
+    return eventually(predicate, timeout, what, interval=0.1)
 
 
 def make_user(username: str, *, grant: str | None = None, permission: bool = True,
@@ -217,7 +213,7 @@ def test_admin_refuses_rows_outside_the_grant_and_without_permission(kube_api, n
 # --------------------------------------------------------------------------------------------
 
 
-def test_two_approvers_required(kube_api, namespace, mirror, celery_worker):
+def test_two_approvers_required(kube_api, namespace, mirror, celery_worker, worker_idle):
     obj = deployment(kube_api, namespace, {"headwind.sh/approvals-required": "2"})
     proposal = propose(kube_api, obj, NEW)
     wait_for(lambda: row_of(namespace, proposal.name), what="mirror row")
@@ -231,7 +227,7 @@ def test_two_approvers_required(kube_api, namespace, mirror, celery_worker):
     with pytest.raises(Conflict) as twice:
         services.approve(alice, namespace, proposal.name)
     assert "already approved" in twice.value.reason
-    time.sleep(1.5)  # a worker that had been handed the update would have applied it by now
+    worker_idle(namespace)  # had the update been queued, the worker would have run it by now
     assert image_of(kube_api, namespace) == OLD
     assert phase_on_cluster(kube_api, namespace, proposal.name) == "Pending"
 
@@ -276,7 +272,9 @@ def test_expiry_by_the_loop_and_at_approval_time(kube_api, namespace, mirror):
     lasting = propose(kube_api, deployment(kube_api, namespace, name="cache"), NEW)
     for proposal in (first, second, lasting):
         wait_for(lambda p=proposal: row_of(namespace, p.name), what="mirror rows")
-    time.sleep(2.1)  # expiresAt has whole seconds
+    expires = max(parse_rfc3339(ur.get(kube_api, namespace, p.name)["spec"]["expiresAt"])
+                  for p in (first, second))
+    wait_for(lambda: datetime.now(UTC) > expires, what="expiresAt passed")
 
     # At approval time: refused and marked at once.
     alice = Actor.from_user(make_user("alice", grant="*"))
@@ -288,10 +286,10 @@ def test_expiry_by_the_loop_and_at_approval_time(kube_api, namespace, mirror):
     # The leader's loop.
     stop = threading.Event()
     leading = threading.Event()
-    loop = ExpiryLoop(kube_api, stop, is_leader=leading.is_set, interval=0.2)
+    loop = LeaderLoop("expiry", 0.2, [lambda: expire(kube_api)], stop, leading.is_set)
     loop.start()
     try:
-        time.sleep(0.6)
+        wait_for(lambda: loop.passes >= 3, what="the loop ran while not leading")
         assert phase_on_cluster(kube_api, namespace, second.name) == "Pending"  # not leader
         leading.set()
         wait_for(lambda: phase_on_cluster(kube_api, namespace, second.name) == "Expired",
@@ -342,22 +340,24 @@ def test_concurrent_approvals_are_all_kept_and_queue_once(kube_api, namespace, m
 
 def test_an_approval_that_never_reached_the_worker_is_resumed(kube_api, namespace, mirror,
                                                               celery_worker):
-    """Approved on the cluster (say with kubectl, or the broker lost the message), never
-    applied: the leader's loop queues it again and it completes."""
+    """Approved through Headwind (signed), but the broker lost the message: the leader's pass
+    queues it again after the grace period and it completes."""
+    from operator_app.tasks import queue_update
+
+    from .test_proposals import approve_as_headwind
+
     obj = deployment(kube_api, namespace)
     proposal = propose(kube_api, obj, NEW)
-    long_ago = "2026-01-01T00:00:00Z"
-    ur.set_phase(kube_api, namespace, proposal.name, ur.Phase.APPROVED,
-                 expect_phases={ur.Phase.PENDING},
-                 extra_status={"approvedBy": "kubectl-user", "approvedAt": long_ago})
+    approve_as_headwind(kube_api, namespace, proposal.name, "alice")
     fresh = propose(kube_api, deployment(kube_api, namespace, name="fresh"), NEW)
-    ur.set_phase(kube_api, namespace, fresh.name, ur.Phase.APPROVED,
-                 expect_phases={ur.Phase.PENDING})
+    approve_as_headwind(kube_api, namespace, fresh.name, "alice")
 
-    resumed = services.resume_approved(kube_api)
-
-    assert f"{namespace}/{proposal.name}" in resumed
-    assert f"{namespace}/{fresh.name}" not in resumed  # still within the grace period
+    work = ApprovalWork(kube_api, queue_update, grace_seconds=120)
+    report = work.run()
+    assert {f"{namespace}/{proposal.name}", f"{namespace}/{fresh.name}"}.isdisjoint(
+        report.resumed)  # within the grace period: the web's own queueing may still be on way
+    report = work.run(now=datetime.now(UTC) + timedelta(seconds=300))
+    assert f"{namespace}/{proposal.name}" in report.resumed
     wait_for(lambda: phase_on_cluster(kube_api, namespace, proposal.name) == "Completed",
              what="Completed on the cluster")
     assert image_of(kube_api, namespace) == NEW

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import time
 
 import pytest
 from django.core.management import call_command
@@ -14,6 +13,7 @@ from kubernetes import client as k8s
 from approvals import auth, cluster
 from approvals.models import ApiToken, AuditEvent
 from operator_app import proposals as ur
+from tests.waiting import eventually
 
 from .test_approvals import (
     NEW,
@@ -22,7 +22,6 @@ from .test_approvals import (
     make_user,
     phase_on_cluster,
     row_of,
-    wait_for,
 )
 from .test_proposals import propose
 
@@ -39,7 +38,7 @@ def fresh_reviews():
 def proposed(kube_api, namespace, **annotations):
     obj = deployment(kube_api, namespace, annotations or None)
     proposal = propose(kube_api, obj, NEW)
-    wait_for(lambda: row_of(namespace, proposal.name), what="mirror row")
+    eventually(lambda: row_of(namespace, proposal.name), 30, "mirror row", interval=0.1)
     return proposal.name
 
 
@@ -71,13 +70,17 @@ def grant_role(kube_api, namespace: str, name: str, rules: list[dict], account: 
 
 
 def until_status(call, status: int, timeout: float = 10.0):
-    """RBAC changes reach the authorizer's cache within moments; retry until they have."""
-    deadline = time.monotonic() + timeout
-    while True:
-        response = call()
-        if response.status_code == status or time.monotonic() > deadline:
-            return response
-        time.sleep(0.2)
+    """RBAC changes reach the authorizer's cache within moments; retry until they have.
+    Returns the response with that status."""
+    responses = []
+
+    def answered() -> bool:
+        responses.append(call())
+        return responses[-1].status_code == status
+
+    eventually(answered, timeout, lambda: f"HTTP {status} (last answer: {responses[-1].status_code}"
+               f" {responses[-1].content[:300]!r})", interval=0.2)
+    return responses[-1]
 
 
 # --------------------------------------------------------------------------------------------
@@ -115,8 +118,8 @@ def test_session_list_get_and_approve_with_csrf(kube_api, namespace, celery_work
     assert approved.json()["phase"] == "Approved"
     assert approved.json()["approvals"][0] == {
         "user": "alice", "at": approved.json()["approvals"][0]["at"], "comment": "ship it"}
-    wait_for(lambda: phase_on_cluster(kube_api, namespace, name) == "Completed",
-             what="Completed")
+    eventually(lambda: phase_on_cluster(kube_api, namespace, name) == "Completed", 30,
+               "Completed", interval=0.1)
     again = api(browser, "POST", f"updates/{namespace}/{name}/approve", {},
                 HTTP_X_CSRFTOKEN="a" * 32)
     assert again.status_code == 409 and again.json()["error"] == "conflict"
@@ -215,8 +218,8 @@ def test_kubernetes_token_with_rbac(kube_api, namespace, celery_worker):
                                         {"comment": "from CI"}, **bearer), 200)
     assert approved.status_code == 200, approved.content
     assert approved.json()["approvedBy"] == who
-    wait_for(lambda: phase_on_cluster(kube_api, namespace, name) == "Completed",
-             what="Completed")
+    eventually(lambda: phase_on_cluster(kube_api, namespace, name) == "Completed", 30,
+               "Completed", interval=0.1)
     assert image_of(kube_api, namespace) == NEW
     event = AuditEvent.objects.get(action="approve", result="success")
     assert (event.actor, event.details["via"]) == (who, "kubernetes")
@@ -238,6 +241,7 @@ def test_kubernetes_token_refused_and_cached(kube_api, namespace):
     again, _ = auth.review_kubernetes_token(token)  # within the cache's 60 s
     assert again is first
     auth.token_reviews.clear()
-    gone = wait_for(lambda: auth.review_kubernetes_token(token)[0] is None
-                    or auth.token_reviews.clear(), what="token invalid after SA deletion")
+    gone = eventually(lambda: auth.review_kubernetes_token(token)[0] is None
+                      or auth.token_reviews.clear(), 30, "token invalid after SA deletion",
+                      interval=0.1)
     assert gone

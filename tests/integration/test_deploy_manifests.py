@@ -20,7 +20,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -28,6 +27,7 @@ import yaml
 
 from operator_app import kube
 from registry.webhooks import PARSERS
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.testbed
 
@@ -98,18 +98,17 @@ def check_against_cluster(api, docs: list[dict], namespace: str) -> None:
         "pod-security.kubernetes.io/enforce-version": "latest"})
     # The profile is really enforced here: a pod without a security context is refused (the
     # admission plugin reads namespace labels from its informer, so allow it a moment).
-    refused = None
-    deadline = time.monotonic() + 15
-    while refused is None and time.monotonic() < deadline:
+    def refusal() -> kube.KubeError | None:
         try:
             kube.request(api, "POST", f"/api/v1/namespaces/{namespace}/pods",
                          query={"dryRun": "All"},
                          body={"metadata": {"name": "unsafe"},
                                "spec": {"containers": [{"name": "c", "image": "busybox"}]}})
-            time.sleep(0.2)
         except kube.KubeError as exc:
-            refused = exc
-    assert refused is not None, "the restricted profile was never enforced"
+            return exc
+        return None
+
+    refused = eventually(refusal, 15, "the restricted profile enforced", interval=0.2)
     assert refused.status == 403 and "PodSecurity" in refused.message
     for doc in docs:
         if doc["kind"] == "ServiceAccount":
@@ -182,10 +181,8 @@ def test_the_services_reach_the_pods_they_name(kube_api, namespace):
 
     wanted = {("headwind-web", 8000): 2, ("headwind-metrics", 9090): 2,
               ("headwind-metrics", 9091): 1}
-    deadline = time.monotonic() + 60
-    while (found := endpoints()) != wanted and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert found == wanted
+    eventually(lambda: endpoints() == wanted, 60,
+               lambda: f"ready endpoints {wanted} (found {endpoints()})", interval=0.5)
 
 
 def test_manifests_follow_the_deployment_rules():

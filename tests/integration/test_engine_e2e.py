@@ -4,7 +4,6 @@ of two) → Celery worker → patched workload or one UpdateRequest."""
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 import requests
@@ -12,6 +11,7 @@ from kubernetes import client
 
 from operator_app import kube
 from operator_app.workloads import KINDS
+from tests.waiting import eventually
 
 pytestmark = [pytest.mark.testbed, pytest.mark.django_db(transaction=True)]
 
@@ -52,13 +52,9 @@ def image_of(kube_api, namespace, kind, name) -> str:
 
 
 def wait_image(kube_api, namespace, kind, name, expected, timeout=30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        current = image_of(kube_api, namespace, kind, name)
-        if current == expected:
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"{kind} {name}: image is {current}, expected {expected}")
+    eventually(lambda: image_of(kube_api, namespace, kind, name) == expected, timeout,
+               lambda: f"{kind} {name}: image is {image_of(kube_api, namespace, kind, name)}, "
+                       f"expected {expected}", interval=0.2)
 
 
 def push_and_deliver(push_image, notification_sink, repository, tag, content=None) -> str:
@@ -73,7 +69,7 @@ def push_and_deliver(push_image, notification_sink, repository, tag, content=Non
 @pytest.mark.parametrize("kind", ["Deployment", "StatefulSet", "DaemonSet", "CronJob"])
 def test_minor_push_updates_and_major_push_does_not(kind, kube_api, namespace, testbed, push_image,
                                                     notification_sink, webhook_relay, operators,
-                                                    stream_drained):
+                                                    stream_drained, operator_metric, worker_idle):
     repository = f"{namespace}/app"
     image = f"{testbed.registry}/{repository}"
     push_image(repository, "1.2.3")
@@ -81,10 +77,16 @@ def test_minor_push_updates_and_major_push_does_not(kind, kube_api, namespace, t
 
     push_and_deliver(push_image, notification_sink, repository, "1.3.0")
     wait_image(kube_api, namespace, kind, "app", f"{image}:1.3.0")
+    stream_drained()  # every event so far is decided: what is counted from here on is 2.0.0's
+    unchanged, update = (f'headwind_decisions_total{{kind="{kind}",namespace="{namespace}",'
+                         f'outcome="{outcome}"}}' for outcome in ("unchanged", "update"))
+    before = {sample: operator_metric(sample) for sample in (unchanged, update)}
 
     push_and_deliver(push_image, notification_sink, repository, "2.0.0")
-    stream_drained()
-    time.sleep(1)  # a wrongly queued apply task would land within this
+    stream_drained()  # the operator has decided on 2.0.0 (it acknowledges after deciding) …
+    assert operator_metric(unchanged) > before[unchanged]
+    assert operator_metric(update) == before[update]
+    worker_idle(namespace)  # … and nothing for this namespace is queued or running
     assert image_of(kube_api, namespace, kind, "app") == f"{image}:1.3.0"
 
     obj = read(kube_api, namespace, kind, "app")
@@ -132,7 +134,7 @@ def test_digest_policy_pins_a_rebuilt_tag(kube_api, namespace, testbed, push_ima
 
 def test_two_operators_one_leader_one_patch(kube_api, namespace, testbed, push_image,
                                             notification_sink, webhook_relay, operators,
-                                            stream_drained):
+                                            stream_drained, worker_idle):
     lease = client.CoordinationV1Api(kube_api).read_namespaced_lease(
         "headwind-operator", operators["lease_namespace"])
     identities = {p.identity for p in operators["processes"]}
@@ -149,8 +151,8 @@ def test_two_operators_one_leader_one_patch(kube_api, namespace, testbed, push_i
     create(kube_api, namespace, workload("Deployment", "once", f"{image}:1.0.0", ANNOTATIONS))
     push_and_deliver(push_image, notification_sink, repository, "1.1.0")
     wait_image(kube_api, namespace, "Deployment", "once", f"{image}:1.1.0")
-    stream_drained()
-    time.sleep(1)
+    stream_drained()  # every delivery of the push is decided, by whichever replica …
+    worker_idle(namespace)  # … and every task queued for it has run: a second patch is in by now
     obj = read(kube_api, namespace, "Deployment", "once")
     assert len(json.loads(obj["metadata"]["annotations"]["headwind.sh/update-history"])) == 1
     events = client.CoreV1Api(kube_api).list_namespaced_event(
@@ -194,13 +196,9 @@ def test_update_path_metrics_are_emitted(kube_api, namespace, testbed, push_imag
     assert operator['headwind_workloads_watched{kind="Deployment"}'] >= 2
     assert operator["headwind_leader"] == 1
 
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        worker = scrape(celery_worker.metrics_port)
-        if worker.get(f"headwind_updates_applied_total{{{labels}}}") == 1:
-            break
-        time.sleep(0.2)
-    assert worker.get(f"headwind_updates_applied_total{{{labels}}}") == 1
+    eventually(lambda: scrape(celery_worker.metrics_port).get(
+        f"headwind_updates_applied_total{{{labels}}}") == 1, 10,
+        lambda: f"the worker counting one update applied in {namespace}", interval=0.2)
 
     from operator_app.metrics import WEBHOOK_EVENTS  # the live server runs in this process
 

@@ -3,6 +3,8 @@ what failed, a cap on retries, and survival of Redis outages."""
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import threading
 import time
 import uuid
@@ -31,6 +33,7 @@ def test_events_round_trip_and_are_acknowledged(redis_url):
     stream = f"test:{uuid.uuid4().hex}"
     events = [ImagePushEvent("ghcr.io/a/b", "1.0.0", "sha256:" + "a" * 64),
               ImagePushEvent("docker.io/library/nginx", "1.27.1", None, EventSource.POLLING)]
+    before = time.time()
     eventqueue.publish(client, events, stream=stream)
     seen = []
     stop, thread = run_consumer(client, stream, seen.append)
@@ -41,7 +44,9 @@ def test_events_round_trip_and_are_acknowledged(redis_url):
     finally:
         stop.set()
         thread.join(5)
-    assert seen == events
+    # Each comes back with the time Redis accepted it (from its stream ID), for bounded retries.
+    assert [dataclasses.replace(e, received_at=None) for e in seen] == events
+    assert all(before - 1 <= e.received_at <= time.time() + 1 for e in seen)
 
 
 def test_failing_event_is_retried_then_dropped_after_the_cap(redis_url):
@@ -64,13 +69,41 @@ def test_failing_event_is_retried_then_dropped_after_the_cap(redis_url):
     assert len(attempts) == eventqueue.MAX_DELIVERIES
 
 
-def test_consumer_survives_redis_going_away(redis_url, testbed):
+def test_consumer_survives_redis_going_away(redis_url, testbed, caplog):
     """Pointed at a Redis that is not there, the loop keeps trying instead of dying."""
+    caplog.set_level(logging.WARNING, logger=eventqueue.__name__)
     dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
     stream = f"test:{uuid.uuid4().hex}"
     stop, thread = run_consumer(dead, stream, lambda event: None)
-    time.sleep(1)
+
+    def failures() -> int:
+        return sum(r.getMessage().startswith("event stream unavailable") for r in caplog.records)
+
+    # Two failed attempts: the first error was handled and the loop came round to try again.
+    eventually(lambda: failures() >= 2, 15, "a second attempt on the dead Redis")
     assert thread.is_alive()
     stop.set()
     thread.join(10)
     assert not thread.is_alive()
+
+
+def test_consumer_recreates_its_group_when_redis_lost_it(redis_url):
+    """A Redis restart without persistence loses the stream and the group: every read then
+    answers NOGROUP. The consumer creates the group again from the last entry it acknowledged,
+    and goes on with what is published next (before, it kept failing for ever)."""
+    client = redis.Redis.from_url(redis_url)
+    stream = f"test:{uuid.uuid4().hex}"
+    seen = []
+    stop, thread = run_consumer(client, stream, seen.append)
+    try:
+        eventqueue.publish(client, [ImagePushEvent("ghcr.io/a/b", "1.0.0")], stream=stream)
+        eventually(lambda: len(seen) == 1, what="the first event")
+        client.delete(stream)  # what a restart without persistence leaves: no stream, no group
+        eventqueue.publish(client, [ImagePushEvent("ghcr.io/a/b", "1.1.0")], stream=stream)
+        eventually(lambda: len(seen) == 2, what="the event after Redis lost the group")
+        assert [event.tag for event in seen] == ["1.0.0", "1.1.0"]
+        eventually(lambda: client.xpending(stream, eventqueue.GROUP)["pending"] == 0,
+                   what="acknowledged in the new group")
+    finally:
+        stop.set()
+        thread.join(5)

@@ -26,6 +26,7 @@ from operator_app.engine import Engine
 from operator_app.workloads import DEPLOYMENT, ContainerImage, WorkloadProjection
 from registry.credentials import CredentialStore
 from registry.poller import MAX_IDLE_SLEEP, Poller
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.testbed
 
@@ -146,10 +147,7 @@ def deployments(kube_api, namespace):
     def create(namespace, obj):
         kube.request(kube_api, "POST", DEPLOYMENT.collection_path(namespace), body=obj)
         key = ("Deployment", namespace, obj["metadata"]["name"])
-        deadline = time.monotonic() + 15
-        while cache.get(key) is None:
-            assert time.monotonic() < deadline, f"{key} never reached the cache"
-            time.sleep(0.05)
+        eventually(lambda: cache.get(key) is not None, 15, f"{key} in the cache")
 
     create.cache = NamespaceView(cache, namespace)
     yield create
@@ -293,7 +291,7 @@ def rate_limited_registry():
             pass
 
         def _answer(self):
-            time.sleep(hits.delay)
+            time.sleep(hits.delay)  # the scenario: a slow registry (0 unless a test sets it)
             hits.append(self.path)
             self.send_response(429)
             self.send_header("Retry-After", "120")
@@ -454,19 +452,25 @@ def test_loop_runs_only_while_allowed_and_stops(kube_api, namespace, testbed, pu
     engine = Engine(cache, dispatcher)
     stop = threading.Event()
     allowed = threading.Event()
+    refusals = []
+
+    def may_run() -> bool:
+        if not allowed.is_set():
+            refusals.append(time.monotonic())
+        return allowed.is_set()
 
     settings.HEADWIND = dataclasses.replace(settings.HEADWIND, polling_enabled=False)
-    assert start_poller(kube_api, cache, engine, stop=stop, may_run=allowed.is_set) is None
+    assert start_poller(kube_api, cache, engine, stop=stop, may_run=may_run) is None
 
     settings.HEADWIND = dataclasses.replace(settings.HEADWIND, polling_enabled=True)
-    thread = start_poller(kube_api, cache, engine, stop=stop, may_run=allowed.is_set)
-    time.sleep(1.5)
+    cycles = metric("headwind_polling_cycles_total")
+    thread = start_poller(kube_api, cache, engine, stop=stop, may_run=may_run)
+    # Refused twice: the loop asked, held off, and came round to ask again instead of polling.
+    eventually(lambda: len(refusals) >= 2, 15, "the loop asking twice whether it may poll")
     assert dispatcher.applied == []  # not the leader yet: no polling
+    assert metric("headwind_polling_cycles_total") == cycles
     allowed.set()
-    deadline = time.monotonic() + 15
-    while not dispatcher.applied:
-        assert time.monotonic() < deadline, "the loop never polled"
-        time.sleep(0.1)
+    eventually(lambda: dispatcher.applied, 15, "the loop polling once allowed", interval=0.1)
     assert dispatcher.applied[0].new_image == f"{image}:1.0.1"
     stop.set()
     thread.join(timeout=5)

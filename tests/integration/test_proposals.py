@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -13,6 +12,7 @@ from operator_app import proposals as ur
 from operator_app.core.policy import PolicySpec
 from operator_app.kube import KubeError, request
 from operator_app.workloads import kind_of, project
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.testbed
 
@@ -251,7 +251,7 @@ def test_approved_older_request_is_kept_and_blocks_nothing_newer(kube_api, names
     obj = create(kube_api, namespace, "Deployment", "web", {"app": "reg.example/app:1.2.0"},
                  POLICY)
     approved = propose(kube_api, obj, "reg.example/app:1.3.0")
-    ur.set_phase(kube_api, namespace, approved.name, "Approved", expect_phases={"Pending"})
+    approve_as_headwind(kube_api, namespace, approved.name, "alice", "bob")
 
     newer = propose(kube_api, obj, "reg.example/app:1.4.0")
     older = propose(kube_api, obj, "reg.example/app:1.2.5")
@@ -281,7 +281,7 @@ def test_status_write_with_stale_resource_version_is_refused_by_the_server(kube_
                  POLICY)
     proposal = propose(kube_api, obj, "reg.example/app:1.3.0")
     stale = ur.get(kube_api, namespace, proposal.name)
-    ur.set_phase(kube_api, namespace, proposal.name, "Approved", extra_status={"approvedBy": "a"})
+    approve_as_headwind(kube_api, namespace, proposal.name, "a", "b")
     stale["status"] = {"phase": "Rejected"}
     with pytest.raises(KubeError) as conflict:
         request(kube_api, "PUT",
@@ -314,12 +314,31 @@ def test_deleting_the_workload_garbage_collects_its_requests(kube_api, namespace
 
     request(kube_api, "DELETE", kind_of("Deployment").object_path(namespace, "web"),
             query={"propagationPolicy": "Background"})
-    deadline = time.monotonic() + 60  # the garbage collector also has to discover the CRD
-    while time.monotonic() < deadline:
+
+    def gone() -> bool:
         try:
             ur.get(kube_api, namespace, proposal.name)
         except KubeError as exc:
             assert exc.status == 404
-            return
-        time.sleep(0.5)
-    pytest.fail("the UpdateRequest outlived its Deployment by 60 s")
+            return True
+        return False
+
+    # 60 s: the garbage collector also has to discover the CRD.
+    eventually(gone, 60, "the UpdateRequest garbage-collected with its Deployment", interval=0.5)
+
+
+def approve_as_headwind(api, namespace: str, name: str, *users: str) -> dict:
+    """What Headwind's web does once its own checks passed: approval entries it signs, and the
+    phase Approved (the apply task applies only proven approvals)."""
+    from operator_app import attribution
+
+    def change(obj: dict) -> dict:
+        stamp = ur.rfc3339(datetime.now(UTC))
+        status = dict(obj.get("status") or {})
+        status.update(
+            approvals=[attribution.sign_approval(obj, {"user": user, "at": stamp})
+                       for user in users or ("alice",)],
+            phase="Approved", approvedBy=", ".join(users or ("alice",)), approvedAt=stamp)
+        return status
+
+    return ur.update_status(api, namespace, name, change)

@@ -19,6 +19,8 @@ from operator_app.leader import LeaderElector
 from operator_app.workloads import DEPLOYMENT, KINDS, project
 from registry.credentials import CredentialStore
 
+from .test_proposals import approve_as_headwind
+
 pytestmark = pytest.mark.testbed
 
 RBAC = Path(__file__).resolve().parents[2] / "deploy" / "manifests" / "rbac.yaml"
@@ -109,6 +111,7 @@ def test_operator_and_worker_work_with_the_shipped_rbac(headwind_api, kube_api, 
         spec=PolicySpec.from_annotations(workload.annotation_map), reason="test",
         source="webhook")
     assert proposal.created
+    approve_as_headwind(headwind_api, namespace, proposal.name, "rbac-test")  # as the web does
     result = apply.apply_update(headwind_api, apply.UpdateCommand(
         kind="Deployment", namespace=namespace, name="app", container="app",
         new_image="registry.example.com/team/app:1.3.0", expected_image=image,

@@ -315,8 +315,10 @@ def test_concurrent_first_requests_all_authenticate(which, testbed, creds, regis
 
 @pytest.fixture
 def hostile_registry():
-    """A real HTTP peer that tries to steer the client to a cloud metadata address."""
+    """A real HTTP peer that tries to steer the client elsewhere: a redirect to a cloud metadata
+    address, or a Bearer challenge whose realm is ``realm[0]`` (changed by the test)."""
     seen = []
+    realm = ["http://169.254.169.254/token"]
 
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args):
@@ -329,25 +331,69 @@ def hostile_registry():
                 self.send_header("Location", "http://169.254.169.254/latest/meta-data/")
             else:
                 self.send_response(401)
-                self.send_header("WWW-Authenticate",
-                                 'Bearer realm="http://169.254.169.254/token",service="x"')
+                self.send_header("WWW-Authenticate", f'Bearer realm="{realm[0]}",service="x"')
             self.send_header("Content-Length", "0")
             self.end_headers()
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"127.0.0.1:{server.server_address[1]}", seen
+    yield f"127.0.0.1:{server.server_address[1]}", seen, realm
     server.shutdown()
     server.server_close()
 
 
-def test_redirects_and_link_local_realms_are_not_followed(hostile_registry):
-    host, seen = hostile_registry
+def test_redirects_are_not_followed(hostile_registry):
+    host, seen, _realm = hostile_registry
     client = RegistryClient(host)
     with pytest.raises(RegistryError) as redirected:
         client.list_tags("redirect/app")
     assert redirected.value.status == 302 and "169.254.169.254" in str(redirected.value)
-    with pytest.raises(RegistryError) as realm:
-        client.list_tags("team/app")
-    assert "link-local" in str(realm.value)
+    assert all(path.startswith("/v2/") for path in seen)
+
+
+@pytest.mark.parametrize("realm_host", [
+    "169.254.169.254", "2852039166", "0xa9fea9fe", "169.254.43518", "0251.0376.0251.0376",
+    "[::ffff:169.254.169.254]", "[::ffff:a9fe:a9fe]", "[fe80::1]", "0.0.0.0", "[::]",
+])
+def test_no_spelling_of_a_link_local_realm_is_contacted(hostile_registry, realm_host):
+    host, seen, realm = hostile_registry
+    realm[0] = f"http://{realm_host}/token"
+    with pytest.raises(RegistryError) as refused:
+        RegistryClient(host).list_tags("team/app")
+    assert "refused" in str(refused.value), refused.value
     assert all(path.startswith("/v2/") for path in seen)  # nothing but registry calls here
+
+
+def test_credentials_go_to_a_realm_on_another_host_only_over_https(hostile_registry):
+    """Another loopback port is another host: a plain-http realm there gets nothing."""
+    host, _seen, realm = hostile_registry
+    received = []
+
+    class Realm(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):  # noqa: N802
+            received.append(self.headers.get("Authorization"))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(b'{"token": "t"}')
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Realm)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        realm[0] = f"http://127.0.0.1:{server.server_address[1]}/token"
+        client = RegistryClient(host, credentials=BasicCredentials("user", "s3cret-pass"))
+        with pytest.raises(RegistryAuthError) as refused:
+            client.list_tags("team/app")
+        assert "plain http" in str(refused.value)
+        assert "s3cret" not in str(refused.value)
+        assert received == []  # the realm was never asked, let alone given the password
+        # Anonymously the same realm may be asked: no secret is at stake.
+        with pytest.raises(RegistryError):
+            RegistryClient(host).list_tags("team/app")
+        assert received == [None]
+    finally:
+        server.shutdown()
+        server.server_close()

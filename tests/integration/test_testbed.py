@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import requests
 from kubernetes import client
 from kubernetes.client.rest import ApiException
+
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.testbed
 
@@ -68,15 +68,16 @@ def test_rbac_refuses_a_service_account_without_rights(kube_api, namespace, test
                         "name": "read-deployments"},
             "subjects": [{"kind": "ServiceAccount", "name": "nobody", "namespace": namespace}],
         })
-        deadline = time.monotonic() + 10
-        while True:
+        def allowed() -> bool:
             try:
                 client.AppsV1Api(as_nobody).list_namespaced_deployment(namespace)
-                break
             except ApiException as exc:
-                if exc.status != 403 or time.monotonic() > deadline:
+                if exc.status != 403:
                     raise
-                time.sleep(0.2)
+                return False  # the authorizer's cache has not seen the binding yet
+            return True
+
+        eventually(allowed, 10, "the RoleBinding taking effect", interval=0.2)
 
 
 def test_deployment_rolls_out_to_ready_pods(kube_api, namespace):
@@ -97,20 +98,19 @@ def test_deployment_rolls_out_to_ready_pods(kube_api, namespace):
 
 
 def wait_rolled_out(apps, namespace: str, name: str, replicas: int, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def rolled_out() -> bool:
         dep = apps.read_namespaced_deployment(name, namespace)
         status = dep.status
-        if (
+        return (
             status.observed_generation == dep.metadata.generation
             and status.updated_replicas == replicas
             and status.ready_replicas == replicas
             and status.available_replicas == replicas
             and (status.replicas or 0) == replicas
-        ):
-            return
-        time.sleep(0.25)
-    raise AssertionError(f"{namespace}/{name} did not roll out: {status}")
+        )
+
+    eventually(rolled_out, timeout, lambda: f"{namespace}/{name} rolled out (status: "
+               f"{apps.read_namespaced_deployment(name, namespace).status})", interval=0.25)
 
 
 def test_pushed_image_is_listed_with_its_digest(registry_pusher, namespace):
@@ -195,9 +195,7 @@ def test_cli_up_then_down_leaves_no_process_behind(tmp_path):
 
     redis = next(c for c in components if c.name == "redis")
     os.kill(redis.pid, signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while _alive(redis) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    eventually(lambda: not _alive(redis), 10, "redis gone after SIGKILL", interval=0.1)
     status = cli("status")
     assert status.returncode == 1
     assert "redis is not running; last log lines" in status.stdout

@@ -28,6 +28,7 @@ from . import build, certs, registry, tokenserver
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CRD_DIR = REPO_ROOT / "deploy" / "crds"
+ADMISSION_DIR = REPO_ROOT / "deploy" / "admission"
 DEFAULT_STATE_DIR = Path(os.environ.get("HEADWIND_TESTBED_DIR", "/tmp/headwind-testbed"))
 NODE_NAME = "kwok-node-0"
 
@@ -55,6 +56,8 @@ class Component:
     pid: int
     log: str
     started: str  # /proc/<pid>/stat start time: tells our process from a later one with its pid
+    argv: list[str] = field(default_factory=list)  # to start it again (restart)
+    extra_env: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -70,6 +73,7 @@ class TestbedState:
     notify_token: str = ""
     redis_url: str = ""
     ca_file: str = ""
+    token_realm: str = ""
     kubernetes_version: str = build.KUBERNETES_VERSION
     components: list[Component] = field(default_factory=list)
 
@@ -82,6 +86,7 @@ class TestbedState:
             "HEADWIND_TESTBED_REGISTRY_PASSWORD": self.registry_password,
             "HEADWIND_TESTBED_NOTIFY_TOKEN": self.notify_token,
             "REDIS_URL": self.redis_url,
+            "HEADWIND_REGISTRY_CA_FILE": self.ca_file,
         }
 
     def export_lines(self) -> str:
@@ -124,21 +129,8 @@ class Testbed:
 
     # -- process handling -------------------------------------------------------------------
 
-    def _spawn(self, name: str, argv: list[str], env: dict | None = None) -> Component:
-        log_path = self.dir / "logs" / f"{name}.log"
-        log_file = open(log_path, "ab")
-        proc = subprocess.Popen(
-            argv,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            env=env or os.environ.copy(),
-            cwd=self.dir,
-        )
-        log_file.close()
-        component = Component(name=name, pid=proc.pid, log=str(log_path),
-                              started=(_proc_stat(proc.pid) or [""] * 20)[19])
+    def _spawn(self, name: str, argv: list[str], extra_env: dict | None = None) -> Component:
+        component = _launch(self.dir, name, argv, extra_env or {})
         self.state.components.append(component)
         self.state.save()
         return component
@@ -182,7 +174,7 @@ class Testbed:
     def _write_pki(self) -> None:
         pki = self.dir / "pki"
         pki.mkdir()
-        ca = certs.CertificateAuthority()
+        ca = self._ca = certs.CertificateAuthority()
         self.state.ca_file = str(ca.write(pki))
         serving, serving_key = ca.issue(
             "kube-apiserver", server=True,
@@ -281,9 +273,14 @@ class Testbed:
             notify_urls=self.notify_urls, notify_token=self.state.notify_token,
         )
         bundle = tokenserver.write_signing_material(reg_dir)
+        serving, serving_key = self._ca.issue("registry-token-server", server=True,
+                                              dns_names=("localhost",), ips=("127.0.0.1",))
+        (reg_dir / "tokenserver.crt").write_bytes(serving)
+        (reg_dir / "tokenserver.key").write_bytes(serving_key)
+        self.state.token_realm = f"https://127.0.0.1:{tokensrv_port}/token"
         token_cfg = registry.registry_config(
             port=token_port, storage=reg_dir / "token-data",
-            auth={"token": {"realm": f"http://127.0.0.1:{tokensrv_port}/token",
+            auth={"token": {"realm": f"https://127.0.0.1:{tokensrv_port}/token",
                             "service": tokenserver.SERVICE, "issuer": tokenserver.ISSUER,
                             "rootcertbundle": str(bundle)}},
             notify_urls=[], notify_token=self.state.notify_token,
@@ -293,7 +290,8 @@ class Testbed:
         tokensrv = self._spawn("registry-token-server", [
             sys.executable, "-m", "tests.testbed.tokenserver", f"--port={tokensrv_port}",
             f"--dir={reg_dir}", f"--user={user}", f"--password-file={reg_dir / 'password'}",
-        ], env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)))
+            f"--cert={reg_dir / 'tokenserver.crt'}", f"--key={reg_dir / 'tokenserver.key'}",
+        ], extra_env={"PYTHONPATH": str(REPO_ROOT)})
         basic = self._spawn("registry-basic", ["/usr/bin/docker-registry", "serve",
                                                str(reg_dir / "registry-basic.yml")])
         token = self._spawn("registry-token", ["/usr/bin/docker-registry", "serve",
@@ -302,14 +300,18 @@ class Testbed:
         self.state.token_registry = f"127.0.0.1:{token_port}"
         self._wait(basic, lambda: _http_status(f"http://{self.state.registry}/v2/") == 401)
         self._wait(token, lambda: _http_status(f"http://{self.state.token_registry}/v2/") == 401)
-        self._wait(tokensrv, lambda: _http_status(f"http://127.0.0.1:{tokensrv_port}/token") == 200)
+        trusted = ssl.create_default_context(cafile=self.state.ca_file)
+        self._wait(tokensrv, lambda: _http_status(self.state.token_realm, trusted) == 200)
 
     def _start_redis(self) -> None:
         port = free_port()
         redis_server = shutil.which("redis-server") or "/usr/bin/redis-server"
+        # Persistent, as production must be (docs/reliability.md): a restart keeps the event
+        # stream, the task queue and the tasks workers hold (appendfsync everysec).
         redis = self._spawn("redis", [
             redis_server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-            "--appendonly", "no", "--dir", str(self.dir), "--protected-mode", "yes",
+            "--appendonly", "yes", "--appendfsync", "everysec", "--dir", str(self.dir),
+            "--protected-mode", "yes",
         ])
         self.state.redis_url = f"redis://127.0.0.1:{port}/0"
         self._wait(redis, lambda: _redis_ping(port))
@@ -367,6 +369,12 @@ class Testbed:
                 else:
                     raise TestbedError(f"CRD {name} was not established within 30s")
 
+    def apply_admission(self) -> None:
+        """Headwind's admission policies (deploy/admission/), as a cluster admin installs them."""
+        for path in sorted(ADMISSION_DIR.glob("*.yaml")):
+            for document in yaml.safe_load_all(path.read_text()):
+                self._kubectl_apply(document)
+
     # -- lifecycle --------------------------------------------------------------------------
 
     def up(self) -> TestbedState:
@@ -381,14 +389,15 @@ class Testbed:
         (self.dir / "logs").mkdir()
         build.build()
         try:
+            self._write_pki()
             self._start_redis()
             self._start_registries()
             self._start_etcd()
-            self._write_pki()
             self._start_apiserver()
             if self.cluster_extras:
                 self._start_cluster_extras()
             self.apply_crds()
+            self.apply_admission()
         except BaseException:
             stop(self.dir, remove=False)
             raise
@@ -396,10 +405,53 @@ class Testbed:
         return self.state
 
 
+def _launch(directory: Path, name: str, argv: list[str], extra_env: dict[str, str]) -> Component:
+    log_path = directory / "logs" / f"{name}.log"
+    with open(log_path, "ab") as log_file:
+        proc = subprocess.Popen(
+            argv, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True, env=dict(os.environ, **extra_env), cwd=directory,
+        )
+    return Component(name=name, pid=proc.pid, log=str(log_path),
+                     started=(_proc_stat(proc.pid) or [""] * 20)[19], argv=list(argv),
+                     extra_env=dict(extra_env))
+
+
+def stop_component(directory: Path, name: str, *, kill: bool = False) -> None:
+    """Stop one component (SIGKILL with ``kill``, else SIGTERM and wait) and leave it stopped."""
+    for component in TestbedState.load(directory).components:
+        if component.name == name and _alive(component):
+            _signal(component, signal.SIGKILL if kill else signal.SIGTERM)
+            deadline = time.monotonic() + 15
+            while _alive(component) and time.monotonic() < deadline:
+                _reap(component.pid)
+                time.sleep(0.05)
+            if _alive(component):
+                _signal(component, signal.SIGKILL)
+            _reap(component.pid)
+
+
+def start_component(directory: Path, name: str) -> Component:
+    """Start a stopped component again with the same command line (same ports, same data)."""
+    state = TestbedState.load(directory)
+    for index, component in enumerate(state.components):
+        if component.name == name:
+            if _alive(component):
+                raise TestbedError(f"{name} is still running")
+            fresh = _launch(directory, name, component.argv, component.extra_env)
+            state.components[index] = fresh
+            state.save()
+            return fresh
+    raise TestbedError(f"no component {name} in {directory}")
+
+
 def _collection_path(obj: dict) -> str:
     group_version = obj["apiVersion"]
     plural = {"Node": "nodes", "CustomResourceDefinition": "customresourcedefinitions",
-              "Namespace": "namespaces"}[obj["kind"]]
+              "Namespace": "namespaces",
+              "ValidatingAdmissionPolicy": "validatingadmissionpolicies",
+              "ValidatingAdmissionPolicyBinding": "validatingadmissionpolicybindings",
+              }[obj["kind"]]
     prefix = "/api/" if "/" not in group_version else "/apis/"
     return f"{prefix}{group_version}/{plural}"
 

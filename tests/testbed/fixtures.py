@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import json
 import os
 import re
@@ -17,6 +19,8 @@ from pathlib import Path
 
 import pytest
 import requests
+
+from tests.waiting import eventually
 
 from . import cluster
 from .registry import RegistryPusher
@@ -122,6 +126,7 @@ def _point_settings_at(state: cluster.TestbedState) -> None:
     from headwind_site.celery import app
 
     settings.KUBECONFIG = state.kubeconfig
+    settings.HEADWIND = dataclasses.replace(settings.HEADWIND, registry_ca_file=state.ca_file)
     settings.REDIS_URL = state.redis_url
     settings.CELERY_BROKER_URL = settings.CELERY_RESULT_BACKEND = state.redis_url
     settings.CHANNEL_LAYERS = {
@@ -150,11 +155,10 @@ def namespace(kube_api, request) -> Iterator[str]:
     name = f"t-{slug}-{uuid.uuid4().hex[:6]}"
     core = client.CoreV1Api(kube_api)
     core.create_namespace({"metadata": {"name": name, "labels": {"headwind.sh/test": "true"}}})
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:  # admission refuses pods until the default SA exists
-        if core.list_namespaced_service_account(name).items:
-            break
-        time.sleep(0.1)
+    # Admission refuses pods until the default ServiceAccount exists (the controller-manager
+    # makes it; after an API server restart that can take a while).
+    eventually(lambda: core.list_namespaced_service_account(name).items, 60,
+               f"the default ServiceAccount of {name}")
     yield name
     core.delete_namespace(name, propagation_policy="Background")
 
@@ -204,11 +208,16 @@ def celery_worker(testbed, django_db_setup, tmp_path_factory) -> Iterator[subpro
              f"--hostname=test-worker-{os.getpid()}@%h"],
             cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
         )
-    deadline = time.monotonic() + 60
-    while not app.control.ping(timeout=0.5):
-        if worker.poll() is not None or time.monotonic() > deadline:
-            worker.kill()
-            pytest.fail(f"celery worker did not start:\n{cluster.log_tail(log_path, 40)}")
+    def answering() -> bool:
+        if worker.poll() is not None:
+            pytest.fail(f"celery worker exited:\n{cluster.log_tail(log_path, 40)}")
+        return bool(app.control.ping(timeout=0.5))
+
+    try:
+        eventually(answering, 60, "the celery worker answering a ping", interval=0)
+    except AssertionError:
+        worker.kill()
+        pytest.fail(f"celery worker did not start:\n{cluster.log_tail(log_path, 40)}")
     worker.log_path = log_path
     worker.metrics_port = metrics_port
     yield worker
@@ -254,3 +263,118 @@ def _fresh_django_cache():
 
     cache.clear()
     yield
+
+
+@dataclass
+class KubeUser:
+    """A ServiceAccount with its own Role, and an ApiClient that authenticates as it."""
+
+    name: str
+    username: str  # what the API server sees: system:serviceaccount:<namespace>:<name>
+    api: object
+    token: str
+
+
+@pytest.fixture
+def kube_user(kube_api, namespace, testbed) -> Iterator[Callable[..., KubeUser]]:
+    """``kube_user(name, rules)``: a real user of the testbed with exactly ``rules`` (RBAC
+    PolicyRules) in the test's namespace; proven by the API server, not claimed."""
+    from kubernetes import client
+
+    from operator_app import kube
+
+    made = []
+
+    def make(name: str, rules: list[dict]) -> KubeUser:
+        core = client.CoreV1Api(kube_api)
+        core.create_namespaced_service_account(namespace, {"metadata": {"name": name}})
+        rbac = f"/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}"
+        kube.request(kube_api, "POST", f"{rbac}/roles",
+                     body={"metadata": {"name": name}, "rules": rules})
+        kube.request(kube_api, "POST", f"{rbac}/rolebindings", body={
+            "metadata": {"name": name},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}]})
+        token = core.create_namespaced_service_account_token(
+            name, namespace, {"spec": {"expirationSeconds": 3600}}).status.token
+        config = client.Configuration()
+        config.host = testbed.apiserver_url
+        config.ssl_ca_cert = testbed.ca_file
+        config.api_key = {"authorization": f"Bearer {token}"}
+        api = client.ApiClient(config)
+        made.append(api)
+        return KubeUser(name, f"system:serviceaccount:{namespace}:{name}", api, token)
+
+    yield make
+    for api in made:
+        api.close()
+
+
+@pytest.fixture
+def admission_policy_absent(kube_api):
+    """Headwind's admission policy binding removed for one test (a cluster where nobody
+    installed it), and put back afterwards."""
+    from operator_app import kube
+    from operator_app.attribution import ADMISSION, POLICY_NAME
+
+    path = "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicybindings"
+    binding = kube.request(kube_api, "GET", f"{path}/{POLICY_NAME}")
+    kube.request(kube_api, "DELETE", f"{path}/{POLICY_NAME}")
+    ADMISSION.forget()
+    try:
+        yield
+    finally:
+        body = {"apiVersion": binding["apiVersion"], "kind": binding["kind"],
+                "metadata": {"name": POLICY_NAME}, "spec": binding["spec"]}
+        kube.request(kube_api, "POST", path, body=body)
+        ADMISSION.forget()
+
+
+@pytest.fixture
+def registry_pull_access(kube_api, namespace, testbed) -> str:
+    """A pull secret for both testbed registries on the namespace's default ServiceAccount, as a
+    cluster whose nodes pull from a private registry has: Headwind reads it to poll and to
+    verify webhooks. Returns the Secret's name."""
+    import base64
+
+    from kubernetes import client
+
+    auth = base64.b64encode(f"{testbed.registry_user}:{testbed.registry_password}".encode())
+    config = {"auths": {host: {"auth": auth.decode()}
+                        for host in (testbed.registry, testbed.token_registry)}}
+    core = client.CoreV1Api(kube_api)
+    eventually(lambda: any(sa.metadata.name == "default"
+                           for sa in core.list_namespaced_service_account(namespace).items),
+               60, f"the default ServiceAccount of {namespace}")
+    core.create_namespaced_secret(namespace, {
+        "metadata": {"name": "testbed-registries"}, "type": "kubernetes.io/dockerconfigjson",
+        "data": {".dockerconfigjson": base64.b64encode(json.dumps(config).encode()).decode()}})
+    core.patch_namespaced_service_account(
+        "default", namespace, {"imagePullSecrets": [{"name": "testbed-registries"}]})
+    return "testbed-registries"
+
+
+_REDIS_DATABASES = itertools.cycle(range(1, 16))
+
+
+@pytest.fixture(scope="module")
+def installation(testbed, django_db_setup, tmp_path_factory):
+    """``installation(**options)``: a whole Headwind in its own processes and Redis database
+    (tests/testbed/installation.py), stopped at the end of the module."""
+    from django.conf import settings
+
+    from .installation import Installation
+
+    made = []
+
+    def start(**options) -> Installation:
+        db = next(_REDIS_DATABASES)  # Redis has 16 databases; 0 is the session's
+        bed = Installation(testbed, tmp_path_factory.mktemp("installation"),
+                           db_path=settings.DATABASES["default"]["NAME"], redis_db=db,
+                           **options)
+        made.append(bed)
+        return bed.start()
+
+    yield start
+    for bed in made:
+        bed.stop()

@@ -11,6 +11,7 @@ import gzip
 import hashlib
 import io
 import json
+import os
 import re
 import tarfile
 from pathlib import Path
@@ -117,10 +118,14 @@ def tiny_image(content: str) -> tuple[bytes, bytes, bytes]:
 class RegistryPusher:
     """Pushes tiny images with the distribution API, answering Basic or Bearer challenges."""
 
-    def __init__(self, host: str, username: str, password: str) -> None:
+    def __init__(self, host: str, username: str, password: str,
+                 ca_file: str | None = None) -> None:
         self.base = f"http://{host}"
         self.host = host
         self.session = requests.Session()
+        # The token server speaks HTTPS with the testbed's CA (given per request: requests
+        # lets REQUESTS_CA_BUNDLE override a session's verify).
+        self.verify = ca_file or os.environ.get("HEADWIND_REGISTRY_CA_FILE") or True
         self.credentials = (username, password)
         self._tokens: dict[str, str] = {}
 
@@ -143,7 +148,8 @@ class RegistryPusher:
     def _fetch_token(self, challenge: str) -> str:
         params = dict(re.findall(r'(\w+)="([^"]*)"', challenge))
         realm = params.pop("realm")
-        response = self.session.get(realm, params=params, auth=self.credentials, timeout=30)
+        response = self.session.get(realm, params=params, auth=self.credentials, timeout=30,
+                                    verify=self.verify)
         response.raise_for_status()
         return response.json()["token"]
 

@@ -1,7 +1,10 @@
 """A Docker registry token server (the distribution token spec) for the testbed's bearer registry.
 
-Run as ``python -m tests.testbed.tokenserver --port P --dir D --user U --password-file F``. Valid
-Basic credentials get pull+push on any repository; anonymous callers get nothing.
+Run as ``python -m tests.testbed.tokenserver --port P --dir D --user U --password-file F
+--cert C --key K``. It serves HTTPS (the realm is on another host:port than the registry, and
+Headwind sends credentials to such a realm only over HTTPS). Valid Basic credentials get
+pull+push on any repository; anonymous callers may pull repositories under ``public/`` (like
+public repositories on Docker Hub or GHCR) and get nothing else.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import datetime as dt
 import hmac
 import json
 import secrets
+import ssl
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -86,10 +90,14 @@ def make_handler(directory: Path, user: str, password: str):
             access = []
             for scope in " ".join(query.get("scope", [])).split():
                 parts = scope.split(":")
-                if len(parts) == 3 and parts[0] == "repository" and authed:
+                if len(parts) != 3 or parts[0] != "repository":
+                    continue
+                if authed:
                     access.append(
                         {"type": "repository", "name": parts[1], "actions": parts[2].split(",")}
                     )
+                elif parts[1].startswith("public/") and "pull" in parts[2].split(","):
+                    access.append({"type": "repository", "name": parts[1], "actions": ["pull"]})
             now = int(time.time())
             claims = {
                 "iss": ISSUER,
@@ -121,10 +129,15 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, required=True)
     parser.add_argument("--user", required=True)
     parser.add_argument("--password-file", type=Path, required=True)
+    parser.add_argument("--cert", type=Path, required=True)
+    parser.add_argument("--key", type=Path, required=True)
     args = parser.parse_args()
     password = args.password_file.read_text().strip()
     handler = make_handler(args.dir, args.user, password)
     server = ThreadingHTTPServer(("127.0.0.1", args.port), handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(args.cert, args.key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
     server.serve_forever()
 
 

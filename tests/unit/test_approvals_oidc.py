@@ -93,7 +93,7 @@ class Provider:
             "OIDC_OP_JWKS_ENDPOINT": f"{self.url}/jwks",
             "OIDC_RP_SIGN_ALGO": "RS256", "OIDC_USE_PKCE": True,
             "OIDC_RP_SCOPES": "openid email profile", "LOGIN_REDIRECT_URL": "/welcome",
-            "LOGIN_REDIRECT_URL_FAILURE": "/failed",
+            "LOGIN_REDIRECT_URL_FAILURE": "/failed", "HEADWIND_OIDC_ISSUER": self.url,
             **extra,
         }
 
@@ -120,7 +120,7 @@ def test_sign_in_creates_the_user_and_syncs_groups(provider):
     with override_settings(**provider.settings()):
         client = Client()
         done = provider.sign_in(client, {"sub": "u-1", "preferred_username": "dana",
-                                         "email": "dana@example.org",
+                                         "email": "dana@example.org", "email_verified": True,
                                          "groups": ["approvers", "/ops"]})
         assert done.status_code == 302 and done["Location"] == "/welcome"
         dana = User.objects.get(username="dana")
@@ -157,3 +157,57 @@ def test_refusals_are_audited(provider):
     failures = AuditEvent.objects.filter(action="login_failed")
     assert failures.count() == 2
     assert {e.details["via"] for e in failures} == {"oidc"}
+
+
+def test_accounts_are_bound_to_issuer_and_subject(provider):
+    """A second provider account that claims the same username cannot take the first one's
+    Django user; the first one keeps its user when its username changes."""
+    with override_settings(**provider.settings()):
+        first = provider.sign_in(Client(), {"sub": "u-10", "preferred_username": "fay"})
+        assert first["Location"] == "/welcome"
+        fay = User.objects.get(username="fay")
+        assert fay.oidc_identities.get().subject == "u-10"
+
+        hijack = provider.sign_in(Client(), {"sub": "u-11", "preferred_username": "fay"})
+        assert hijack["Location"] == "/failed"
+
+        client = Client()
+        renamed = provider.sign_in(client, {"sub": "u-10", "preferred_username": "fay-renamed"})
+        assert renamed["Location"] == "/welcome"
+        assert client.session["_auth_user_id"] == str(fay.pk)
+
+
+def test_an_unverified_email_is_no_username(provider):
+    with override_settings(**provider.settings(HEADWIND_OIDC_USERNAME_CLAIM="email")):
+        unverified = provider.sign_in(Client(), {"sub": "u-20", "email": "gil@example.org"})
+        assert unverified["Location"] == "/failed"
+        assert not User.objects.filter(username="gil@example.org").exists()
+        verified = provider.sign_in(Client(), {"sub": "u-20", "email": "gil@example.org",
+                                               "email_verified": True})
+        assert verified["Location"] == "/welcome"
+        assert User.objects.get(username="gil@example.org").email == "gil@example.org"
+
+
+def test_the_issuer_is_always_checked(provider):
+    with override_settings(**provider.settings(HEADWIND_OIDC_ISSUER="https://other.example")):
+        refused = provider.sign_in(Client(), {"sub": "u-30", "preferred_username": "hal"})
+        assert refused["Location"] == "/failed"
+        assert not User.objects.filter(username="hal").exists()
+
+
+def test_oidc_does_not_start_without_an_issuer(tmp_path):
+    """settings.py refuses HEADWIND_OIDC_ENABLED without HEADWIND_OIDC_ISSUER."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HEADWIND_OIDC")}
+    env.update(HEADWIND_DEV="true", HEADWIND_OIDC_ENABLED="true",
+               DJANGO_SETTINGS_MODULE="headwind_site.settings",
+               HEADWIND_OIDC_CLIENT_ID="c", HEADWIND_OIDC_CLIENT_SECRET="s",
+               HEADWIND_OIDC_AUTHORIZATION_ENDPOINT="https://idp/a",
+               HEADWIND_OIDC_TOKEN_ENDPOINT="https://idp/t",
+               HEADWIND_OIDC_USERINFO_ENDPOINT="https://idp/u")
+    result = subprocess.run([sys.executable, "-c", "import django; django.setup()"], env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0 and "HEADWIND_OIDC_ISSUER" in result.stderr
