@@ -54,6 +54,7 @@ def fields_of(obj: dict) -> dict:
     spec = obj.get("spec") or {}
     status = obj.get("status") or {}
     ref = spec.get("targetRef") or {}
+    chart = spec.get("chart") if isinstance(spec.get("chart"), dict) else {}
     phase = phase_of(obj)
     approvals = status.get("approvals") if isinstance(status.get("approvals"), list) else []
     values = {
@@ -68,6 +69,10 @@ def fields_of(obj: dict) -> dict:
         "current_image": spec.get("currentImage", ""),
         "new_image": spec.get("newImage", ""),
         "new_digest": spec.get("newDigest", ""),
+        "chart_name": str(chart.get("name") or ""),
+        "chart_source": str(chart.get("sourceURL") or ""),
+        "current_version": str(chart.get("currentVersion") or ""),
+        "new_version": str(chart.get("newVersion") or ""),
         "policy": spec.get("policy", ""),
         "reason": spec.get("reason", "") or "",
         "source": spec.get("source", "") or "",

@@ -28,6 +28,11 @@ class UpdateRequest(models.Model):
     current_image = models.CharField(max_length=1024)
     new_image = models.CharField(max_length=1024)
     new_digest = models.CharField(max_length=128, blank=True)
+    # A HelmRelease's chart (spec.chart of the custom resource); blank for images.
+    chart_name = models.CharField(max_length=253, blank=True)
+    chart_source = models.CharField(max_length=1024, blank=True)
+    current_version = models.CharField(max_length=128, blank=True)
+    new_version = models.CharField(max_length=128, blank=True)
     policy = models.CharField(max_length=16)
     reason = models.TextField(blank=True)
     source = models.CharField(max_length=16, blank=True)

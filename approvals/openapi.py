@@ -104,6 +104,13 @@ SCHEMAS = {
             "currentImage": _string(),
             "newImage": _string(),
             "newDigest": _string(nullable=True),
+            "chart": {
+                "type": ["object", "null"],
+                "description": "A HelmRelease's chart version (null for container images); "
+                               "currentImage/newImage then hold chart references.",
+                "properties": {"name": _string(), "sourceURL": _string(),
+                               "currentVersion": _string(), "newVersion": _string()},
+            },
             "policy": _string(),
             "reason": _string(),
             "source": _string(nullable=True),

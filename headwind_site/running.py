@@ -18,15 +18,15 @@ from django.conf import settings
 
 from approvals.expiry import expire
 from approvals.mirror import UpdateRequestMirror
-from operator_app import eventqueue, kube, metrics
+from operator_app import eventqueue, kube, metrics, recorder
 from operator_app.approved import ApprovalWork
-from operator_app.cache import Informer, WorkloadCache
+from operator_app.cache import HelmReleaseInformer, Informer, SourceCache, WorkloadCache
 from operator_app.dispatch import ClusterDispatcher, RecordingDispatcher
 from operator_app.engine import Engine
 from operator_app.leader import LeaderElector
 from operator_app.periodic import LeaderLoop
 from operator_app.tasks import queue_update
-from operator_app.workloads import KINDS
+from operator_app.workloads import HELMRELEASE, KINDS, SOURCE_KINDS
 from registry.credentials import CredentialStore
 from registry.poller import CycleReport, Poller, start_poller
 from registry.verify import WebhookVerifier
@@ -49,10 +49,33 @@ class Replica:
             for signum in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(signum, lambda *_: self.stop.set())
         self.cache = WorkloadCache()
-        self.informers = [Informer(api, kind, self.cache, self.stop) for kind in KINDS.values()]
+        self.elector: LeaderElector | None = None
+        self.sources: dict[str, SourceCache] = {}
+        releases = HelmReleaseInformer(api, HELMRELEASE, self.cache, self.stop,
+                                       sources=self.source, report=self._report_unfollowed)
+        self.sources = {kind.kind: SourceCache(api, kind, self.stop, releases.source_changed)
+                        for kind in SOURCE_KINDS.values()}
+        self.informers: list = [
+            *(Informer(api, kind, self.cache, self.stop) for kind in KINDS.values()
+              if kind is not HELMRELEASE),
+            releases, *self.sources.values()]
         for informer in self.informers:
             informer.start()
-        self.elector: LeaderElector | None = None
+
+    def source(self, kind: str, namespace: str, name: str) -> dict | None:
+        cache = self.sources.get(kind)
+        return cache.get(kind, namespace, name) if cache is not None else None
+
+    def _report_unfollowed(self, obj: dict, why: str) -> None:
+        """An Event on a HelmRelease Headwind leaves alone (only the leader writes it)."""
+        if self.elector is None or not self.elector.leading():
+            return
+        meta = obj.get("metadata") or {}
+        recorder.record_event(self.api, api_version=HELMRELEASE.api_version, kind="HelmRelease",
+                              namespace=meta.get("namespace", ""), name=meta.get("name", ""),
+                              uid=meta.get("uid"), event_type="Normal",
+                              reason="ChartFollowedByFlux",
+                              message=f"Headwind leaves this chart alone: {why}")
 
     def synced(self) -> bool:
         return all(informer.synced.is_set() for informer in self.informers)
@@ -60,7 +83,7 @@ class Replica:
     def wait_synced(self, timeout: float) -> None:
         for informer in self.informers:
             if not informer.synced.wait(timeout):
-                raise CachesNotSynced(f"{informer.kind.kind} cache did not sync in {timeout:.0f}s")
+                raise CachesNotSynced(f"{informer.label} cache did not sync in {timeout:.0f}s")
 
     def elect(self, lease: str, namespace: str | None, identity: str | None) -> LeaderElector:
         namespace = namespace or settings.HEADWIND_NAMESPACE
@@ -95,7 +118,8 @@ def run_operator(api, *, lease_namespace: str | None = None, identity: str | Non
     approvals = ApprovalWork(api, queue_update)
     LeaderLoop("approvals", settings.HEADWIND.expiry_interval,
                [lambda: expire(api), approvals.run], replica.stop, elector.leading).start()
-    start_poller(api, replica.cache, engine, stop=replica.stop, may_run=replica.may_act)
+    start_poller(api, replica.cache, engine, stop=replica.stop, may_run=replica.may_act,
+                 sources=replica.source)
     log.info("operator running as %s (lease %s/%s)", elector.identity,
              lease_namespace or settings.HEADWIND_NAMESPACE, elector.name)
     verifier = WebhookVerifier(replica.cache, CredentialStore(api))
@@ -119,7 +143,8 @@ def run_poller(api, *, once: bool = False, dry_run: bool = False,
     report to ``report``; ``dry_run`` decides without proposing or applying anything."""
     replica = Replica(api)
     dispatcher = RecordingDispatcher() if dry_run else ClusterDispatcher(api)
-    poller = Poller(api, replica.cache, Engine(replica.cache, dispatcher))
+    poller = Poller(api, replica.cache, Engine(replica.cache, dispatcher),
+                    sources=replica.source)
     try:
         if once:
             replica.wait_synced(60)

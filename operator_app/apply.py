@@ -29,11 +29,18 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from . import attribution, metrics, proposals, recorder
-from .core.images import InvalidImageReference, parse_image
 from .core.policy import InvalidPolicy, Policy, PolicySpec, decide
 from .kube import KubeError, request
 from .proposals import Phase, PhaseConflict, StatusContention, parse_rfc3339, rfc3339
-from .workloads import WorkloadKind, kind_of
+from .workloads import (
+    CHART_SLOT,
+    SOURCE_KINDS,
+    Location,
+    SourceLookup,
+    TargetKind,
+    kind_of,
+    parse_artifact,
+)
 
 log = logging.getLogger(__name__)
 
@@ -100,19 +107,30 @@ class TargetGone(Exception):
 
 @dataclass(frozen=True)
 class LiveContainer:
-    """One container of one workload as the API server has it now."""
+    """One artifact slot of one target as the API server has it now: the target (``obj``,
+    whose annotations hold its policy), the slot's reference, and where that reference is
+    written (``location``: the same object, or a HelmRelease's OCIRepository source). The
+    update history and last-update annotations live with the written value."""
 
-    kind: WorkloadKind
+    kind: TargetKind
     obj: dict
     image: str
+    location: Location
 
     @property
     def annotations(self) -> dict:
+        """The target's annotations (its policy)."""
         return (self.obj.get("metadata") or {}).get("annotations") or {}
 
     @property
+    def written_annotations(self) -> dict:
+        """The annotations next to the value: last-update and update-history."""
+        return (self.location.obj.get("metadata") or {}).get("annotations") or {}
+
+    @property
     def resource_version(self) -> str:
-        return (self.obj.get("metadata") or {}).get("resourceVersion", "")
+        """Of the object the patch changes."""
+        return (self.location.obj.get("metadata") or {}).get("resourceVersion", "")
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -140,10 +158,26 @@ def read_live(api, kind: str, namespace: str, name: str, container: str, *,
     live_uid = (obj.get("metadata") or {}).get("uid")
     if uid and live_uid and live_uid != uid:
         raise TargetGone(f"{kind} {namespace}/{name} was deleted and created again")
-    image = next((c.image for c in workload_kind.containers(obj) if c.name == container), None)
-    if image is None:
-        raise TargetGone(f"container {container} not found in {kind} {namespace}/{name}")
-    return LiveContainer(workload_kind, obj, image)
+    sources = api_sources(api)
+    image = next((c.image for c in workload_kind.containers(obj, sources)
+                  if c.name == container), None)
+    location = workload_kind.locate(obj, container, sources) if image is not None else None
+    if image is None or location is None:
+        what = "its chart" if container == CHART_SLOT else f"container {container}"
+        raise TargetGone(f"{what} not found in {kind} {namespace}/{name}")
+    return LiveContainer(workload_kind, obj, image, location)
+
+
+def api_sources(api) -> SourceLookup:
+    """A HelmRelease's sources read from the API server (404: None)."""
+    def lookup(kind: str, namespace: str, name: str) -> dict | None:
+        try:
+            return request(api, "GET", SOURCE_KINDS[kind].object_path(namespace, name))
+        except KubeError as exc:
+            if exc.status == 404:
+                return None
+            raise
+    return lookup
 
 
 def apply_update(api, command: UpdateCommand, *, now: datetime | None = None) -> ApplyResult:
@@ -157,8 +191,8 @@ def apply_update(api, command: UpdateCommand, *, now: datetime | None = None) ->
     """
     now = now or datetime.now(UTC)
     try:
-        parse_image(command.new_image)
-    except InvalidImageReference as exc:
+        parse_artifact(command.kind, command.new_image)
+    except ValueError as exc:
         return _failed(api, command, None, str(exc))
     if command.request:
         refusal = _request_refusal(api, command)
@@ -189,8 +223,8 @@ def apply_update(api, command: UpdateCommand, *, now: datetime | None = None) ->
 
         tested_rv = live.resource_version
         try:
-            request(api, "PATCH", live.kind.object_path(command.namespace, command.name),
-                    body=_patch(live, command, now), content_type="application/json-patch+json")
+            request(api, "PATCH", live.location.path, body=_patch(live, command, now),
+                    content_type="application/json-patch+json")
         except KubeError as exc:
             if exc.status in (409, 422):
                 last_error = exc
@@ -268,7 +302,8 @@ def _check_not_moved_by_others(api, command: UpdateCommand, live: LiveContainer,
         return None
     spec = _policy(live)
     assert isinstance(spec, PolicySpec)
-    if command.request is None and _still_an_upgrade(spec, live.image, command.new_image):
+    if command.request is None and _still_an_upgrade(spec, command.kind, live.image,
+                                                     command.new_image):
         return None
     return _failed(
         api, command, live.obj,
@@ -278,29 +313,29 @@ def _check_not_moved_by_others(api, command: UpdateCommand, live: LiveContainer,
     )
 
 
-def _still_an_upgrade(spec: PolicySpec, live: str, new_image: str) -> bool:
+def _still_an_upgrade(spec: PolicySpec, kind: str, live: str, new_image: str) -> bool:
     """A direct update that waited (min-update-interval) while an earlier one landed may still
     go ahead when the workload's own policy would choose it from where the workload is now.
 
     Not for the digest policy: two rebuilds of one tag cannot be ordered by their digests.
     """
     try:
-        live_ref, new_ref = parse_image(live), parse_image(new_image)
-    except InvalidImageReference:
+        live_ref, new_ref = parse_artifact(kind, live), parse_artifact(kind, new_image)
+    except ValueError:
         return False
     if (spec.policy is Policy.DIGEST or live_ref.repository != new_ref.repository
-            or not new_ref.tag):
+            or not new_ref.effective_tag):
         return False
-    decision = decide(spec, live_ref, {new_ref.tag: new_ref.digest})
-    return decision is not None and decision.tag == new_ref.tag
+    decision = decide(spec, live_ref, {new_ref.effective_tag: new_ref.digest})
+    return decision is not None and decision.tag == new_ref.effective_tag
 
 
 def _check_interval(api, command: UpdateCommand, live: LiveContainer,
                     now: datetime) -> ApplyResult | None:
     spec = _policy(live)
     assert isinstance(spec, PolicySpec)
-    wait = _interval_wait(spec.min_update_interval_seconds, live.annotations.get(LAST_UPDATE),
-                          now, command)
+    wait = _interval_wait(spec.min_update_interval_seconds,
+                          live.written_annotations.get(LAST_UPDATE), now, command)
     if wait is None:
         return None
     metrics.UPDATES_SKIPPED_INTERVAL.labels(command.kind, command.namespace).inc()
@@ -392,9 +427,8 @@ def _history(existing: str | None, entry: dict) -> str:
 
 
 def _patch(live: LiveContainer, command: UpdateCommand, now: datetime) -> list[dict]:
-    annotations = live.annotations
-    image_path = live.kind.image_pointer(live.obj, command.container)
-    assert image_path is not None  # the container was found in the same object
+    location = live.location
+    annotations = live.written_annotations
     stamp = rfc3339(now)
     history = _history(annotations.get(UPDATE_HISTORY), {
         "at": stamp, "container": command.container, "from": live.image,
@@ -402,9 +436,9 @@ def _patch(live: LiveContainer, command: UpdateCommand, now: datetime) -> list[d
     })
     ops: list[dict] = [
         {"op": "test", "path": "/metadata/resourceVersion", "value": live.resource_version},
-        {"op": "test", "path": image_path.rsplit("/", 1)[0] + "/name",
-         "value": command.container},
-        {"op": "replace", "path": image_path, "value": command.new_image},
+        *location.tests,
+        {"op": "replace", "path": location.pointer,
+         "value": location.value_for(command.new_image)},
     ]
     if not annotations:
         ops.append({"op": "add", "path": "/metadata/annotations",
@@ -436,6 +470,8 @@ def _describe(command: UpdateCommand, old: str) -> str:
 def _applied(api, command: UpdateCommand, live: LiveContainer) -> ApplyResult:
     message = _describe(command, live.image)
     metrics.UPDATES_APPLIED.labels(command.kind, command.namespace).inc()
+    if command.container == CHART_SLOT:
+        metrics.HELM_UPDATES_APPLIED.labels(command.namespace).inc()
     _event(api, command, live.obj, "Normal", "ImageUpdated", message)
     _set_request(api, command, Phase.COMPLETED, message, completed=True)
     log.info("applied: %s %s/%s %s", command.kind, command.namespace, command.name, message)

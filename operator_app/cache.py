@@ -12,11 +12,10 @@ import logging
 import random
 import threading
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from . import kube, metrics
-from .core.images import InvalidImageReference, parse_image
-from .workloads import ContainerImage, WorkloadKind, WorkloadProjection, project
+from .workloads import ContainerImage, TargetKind, WorkloadProjection, parse_artifact, project
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +52,7 @@ class WorkloadCache:
             self._counts[item.kind] += 1
             repos = set()
             for container in item.containers:
-                repository = _repository(container)
+                repository = _repository(item.kind, container)
                 if repository:
                     self._index[repository].add((item.key, container.name))
                     repos.add(repository)
@@ -96,11 +95,11 @@ class WorkloadCache:
                 del self._index[repository]
 
 
-def _repository(container: ContainerImage) -> str | None:
+def _repository(kind: str, container: ContainerImage) -> str | None:
     try:
-        return parse_image(container.image).repository
-    except InvalidImageReference:
-        log.warning("container %s has an unparseable image %r; not indexed",
+        return parse_artifact(kind, container.image).repository
+    except ValueError:
+        log.warning("%s slot %s has an unparseable reference %r; not indexed", kind,
                     container.name, container.image)
         return None
 
@@ -119,6 +118,10 @@ class ListWatcher(threading.Thread):
 
     page_size = 500
     watch_timeout = 290  # server-side; the client read timeout is a little longer
+    #: An API that may not be installed (Flux's): a 404 or 403 on the listing means "nothing
+    #: to watch yet", not a failure; it is looked for again every ``absent_retry`` seconds.
+    optional = False
+    absent_retry = 60.0
 
     def __init__(self, api, path: str, label: str, stop: threading.Event) -> None:
         super().__init__(name=f"watch-{label}", daemon=True)
@@ -150,8 +153,11 @@ class ListWatcher(threading.Thread):
                 log.info("%s watch expired; re-listing", self.label)
                 need_list = True
             except kube.KubeError as exc:
+                if self.optional and need_list and exc.status in (403, 404):
+                    self._absent(exc)
+                    continue
                 metrics.WATCH_RESTARTS.labels(self.label, "error").inc()
-                if isinstance(exc, kube.KubeError) and exc.status == 410:
+                if exc.status == 410:
                     need_list = True
                     continue
                 backoff = self._pause(backoff, str(exc))
@@ -160,6 +166,14 @@ class ListWatcher(threading.Thread):
                 metrics.WATCH_RESTARTS.labels(self.label, "error").inc()
                 need_list = True
                 backoff = self._pause(backoff, "unexpected error")
+
+    def _absent(self, exc: kube.KubeError) -> None:
+        if not self.synced.is_set():
+            log.info("%s: not served here, or not readable (%s); nothing to watch, looking "
+                     "again every %.0fs", self.label, exc.status, self.absent_retry)
+            self.replace(iter(()))
+            self.synced.set()
+        self.stop_event.wait(self.absent_retry)
 
     def _pause(self, backoff: float, why: str) -> float:
         delay = backoff * (1 + random.random() / 2)
@@ -208,14 +222,17 @@ class ListWatcher(threading.Thread):
 class Informer(ListWatcher):
     """Keeps one workload kind's opted-in objects in the cache."""
 
-    def __init__(self, api, kind: WorkloadKind, cache: WorkloadCache,
+    def __init__(self, api, kind: TargetKind, cache: WorkloadCache,
                  stop: threading.Event) -> None:
         super().__init__(api, kind.collection_path(), kind.kind, stop)
         self.kind = kind
         self.cache = cache
 
+    def project(self, obj: dict) -> WorkloadProjection | None:
+        return project(self.kind, obj)
+
     def replace(self, objects: Iterator[dict]) -> None:
-        items = [p for p in (project(self.kind, obj) for obj in objects) if p is not None]
+        items = [p for p in (self.project(obj) for obj in objects) if p is not None]
         self.cache.replace_kind(self.kind.kind, items)
         metrics.WATCHED.labels(self.kind.kind).set(self.cache.count(self.kind.kind))
         log.info("%s: %d opted-in workloads listed", self.kind.kind, len(items))
@@ -223,9 +240,160 @@ class Informer(ListWatcher):
     def apply_event(self, event_type: str, obj: dict) -> None:
         meta = obj.get("metadata") or {}
         key = (self.kind.kind, meta.get("namespace", ""), meta.get("name", ""))
-        projection = project(self.kind, obj) if event_type != "DELETED" else None
+        projection = self.project(obj) if event_type != "DELETED" else None
         if projection is None:
             self.cache.remove(key)
         else:
             self.cache.upsert(projection)
         metrics.WATCHED.labels(self.kind.kind).set(self.cache.count(self.kind.kind))
+
+
+class SourceCache(ListWatcher):
+    """Flux chart sources (HelmRepository, OCIRepository) by (kind, namespace, name), for
+    resolving HelmReleases; tells ``on_change`` which source changed."""
+
+    optional = True
+
+    def __init__(self, api, kind: TargetKind, stop: threading.Event,
+                 on_change: Callable[[tuple[str, str, str]], None] = lambda key: None) -> None:
+        super().__init__(api, kind.collection_path(), kind.kind, stop)
+        self.kind = kind
+        self.on_change = on_change
+        self._lock = threading.Lock()
+        self._items: dict[tuple[str, str, str], dict] = {}
+
+    def get(self, kind: str, namespace: str, name: str) -> dict | None:
+        with self._lock:
+            return self._items.get((kind, namespace, name))
+
+    def _key(self, obj: dict) -> tuple[str, str, str]:
+        meta = obj.get("metadata") or {}
+        return (self.kind.kind, meta.get("namespace", ""), meta.get("name", ""))
+
+    @staticmethod
+    def _small(obj: dict) -> dict:
+        """What resolving a chart needs: metadata (name, namespace, resourceVersion) and spec."""
+        meta = obj.get("metadata") or {}
+        return {"metadata": {k: meta.get(k) for k in ("name", "namespace", "resourceVersion",
+                                                       "uid")},
+                "spec": obj.get("spec") or {}}
+
+    def replace(self, objects: Iterator[dict]) -> None:
+        fresh = {self._key(obj): self._small(obj) for obj in objects}
+        with self._lock:
+            changed = {k for k in set(fresh) | set(self._items)
+                       if fresh.get(k) != self._items.get(k)}
+            self._items = fresh
+        for key in changed:
+            self.on_change(key)
+
+    def apply_event(self, event_type: str, obj: dict) -> None:
+        key = self._key(obj)
+        with self._lock:
+            if event_type == "DELETED":
+                self._items.pop(key, None)
+            else:
+                self._items[key] = self._small(obj)
+        self.on_change(key)
+
+
+class HelmReleaseInformer(Informer):
+    """Opted-in HelmReleases, their chart resolved through the source caches.
+
+    A HelmRelease whose source changes (a new URL, a moved OCIRepository tag) is projected
+    again. One whose version is a range is left alone, said once in a log line and an Event.
+    """
+
+    optional = True
+
+    def __init__(self, api, kind: TargetKind, cache: WorkloadCache, stop: threading.Event,
+                 sources: Callable[[str, str, str], dict | None],
+                 report: Callable[[dict, str], None] = lambda obj, why: None) -> None:
+        super().__init__(api, kind, cache, stop)
+        self.sources = sources
+        self.report = report
+        self._lock = threading.Lock()
+        self._objects: dict[Key, dict] = {}  # opted-in HelmReleases, metadata + spec only
+        self._told: set[tuple[str, str]] = set()
+        self._followed: set[tuple[Key, str]] = set()
+
+    def project(self, obj: dict) -> WorkloadProjection | None:
+        projection = project(self.kind, obj, self.sources)
+        if projection is not None and projection.containers:
+            followed = (projection.key, projection.containers[0].image)
+            if followed not in self._followed:
+                self._followed.add(followed)
+                log.info("HelmRelease %s/%s follows %s", projection.namespace, projection.name,
+                         projection.containers[0].image)
+        if projection is not None:
+            found = self.kind.source(obj, self.sources)  # type: ignore[attr-defined]
+            why = found.unfollowed if found is not None else ""
+            meta = obj.get("metadata") or {}
+            told = (meta.get("uid", ""), why)
+            if why and told not in self._told:
+                self._told.add(told)
+                log.info("HelmRelease %s/%s left alone: %s", meta.get("namespace"),
+                         meta.get("name"), why)
+                self.report(obj, why)
+        return projection
+
+    def replace(self, objects: Iterator[dict]) -> None:
+        kept = [obj for obj in objects
+                if "headwind.sh/policy" in ((obj.get("metadata") or {}).get("annotations") or {})]
+        with self._lock:
+            self._objects = {self._key_of(obj): _release_small(obj) for obj in kept}
+        super().replace(iter(kept))
+        self.replace_done()
+
+    def apply_event(self, event_type: str, obj: dict) -> None:
+        key = self._key_of(obj)
+        opted_in = "headwind.sh/policy" in ((obj.get("metadata") or {}).get("annotations") or {})
+        with self._lock:
+            if event_type == "DELETED" or not opted_in:
+                self._objects.pop(key, None)
+            else:
+                self._objects[key] = _release_small(obj)
+        super().apply_event(event_type, obj)
+        self.replace_done()
+
+    def replace_done(self) -> None:
+        metrics.HELM_RELEASES_WATCHED.set(self.cache.count(self.kind.kind))
+
+    def source_changed(self, source: tuple[str, str, str]) -> None:
+        """Project again every HelmRelease that names ``source``."""
+        kind, namespace, name = source
+        with self._lock:
+            dependents = [obj for obj in self._objects.values()
+                          if _names_source(obj, kind, namespace, name)]
+        for obj in dependents:
+            projection = self.project(obj)
+            key = self._key_of(obj)
+            if projection is None:
+                self.cache.remove(key)
+            else:
+                self.cache.upsert(projection)
+        self.replace_done()
+
+    def _key_of(self, obj: dict) -> Key:
+        meta = obj.get("metadata") or {}
+        return (self.kind.kind, meta.get("namespace", ""), meta.get("name", ""))
+
+
+def _release_small(obj: dict) -> dict:
+    meta = obj.get("metadata") or {}
+    return {"apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"),
+            "metadata": {k: meta.get(k) for k in ("name", "namespace", "uid", "resourceVersion",
+                                                   "annotations")},
+            "spec": {k: v for k, v in (obj.get("spec") or {}).items()
+                     if k in ("chart", "chartRef")}}
+
+
+def _names_source(obj: dict, kind: str, namespace: str, name: str) -> bool:
+    spec = obj.get("spec") or {}
+    own = (obj.get("metadata") or {}).get("namespace", "")
+    if kind == "HelmRepository":
+        ref = (((spec.get("chart") or {}).get("spec")) or {}).get("sourceRef") or {}
+    else:
+        ref = spec.get("chartRef") or {}
+    return (ref.get("kind") == kind and ref.get("name") == name
+            and (ref.get("namespace") or own) == namespace)

@@ -14,10 +14,10 @@ from typing import Protocol
 
 from . import metrics
 from .cache import WorkloadCache
+from .core.charts import ChartRef, version_from_oci_tag
 from .core.events import EventSource, ImagePushEvent
-from .core.images import InvalidImageReference, parse_image
 from .core.policy import InvalidPolicy, PolicySpec, decide
-from .workloads import ContainerImage, WorkloadProjection
+from .workloads import ContainerImage, WorkloadProjection, parse_artifact
 
 log = logging.getLogger(__name__)
 
@@ -91,15 +91,21 @@ class Engine:
         if not spec.applies_to_container(container.name):
             return None
         try:
-            current = parse_image(container.image)
-        except InvalidImageReference:
+            current = parse_artifact(workload.kind, container.image)
+        except ValueError:
             return None
+        if isinstance(current, ChartRef):
+            if current.is_oci:  # Helm writes a version's "+" as "_" in OCI tags.
+                candidates = {version_from_oci_tag(tag): None for tag in candidates}
+            metrics.HELM_CHART_VERSIONS_CHECKED.labels(workload.namespace).inc(len(candidates))
         decision = decide(spec, current, candidates)
         if decision is None or decision.image == container.image:
             metrics.DECISIONS.labels(*labels, "unchanged").inc()
             return None
         outcome = "approval" if spec.require_approval else "update"
         metrics.DECISIONS.labels(*labels, outcome).inc()
+        if isinstance(current, ChartRef):
+            metrics.HELM_UPDATES_FOUND.labels(workload.namespace).inc()
         log.info("%s %s/%s container %s: %s (%s)", workload.kind, workload.namespace,
                  workload.name, container.name, decision.reason, outcome)
         return UpdatePlan(workload, container.name, container.image, decision.image,

@@ -61,6 +61,25 @@ WATCH_RESTARTS = Counter(
 LEADER = Gauge("headwind_leader", "1 while this process holds the leader Lease.")
 
 
+# --- Flux HelmReleases (the seed's names) --------------------------------------------------
+HELM_RELEASES_WATCHED = Gauge("headwind_helm_releases_watched",
+                              "Opted-in HelmReleases whose chart Headwind follows.")
+HELM_CHART_VERSIONS_CHECKED = Counter(
+    "headwind_helm_chart_versions_checked_total",
+    "Chart versions weighed against a HelmRelease's policy.", ["namespace"])
+HELM_UPDATES_FOUND = Counter(
+    "headwind_helm_updates_found_total", "Chart updates decided (proposed or queued).",
+    ["namespace"])
+HELM_UPDATES_APPLIED = Counter(
+    "headwind_helm_updates_applied_total", "Chart versions written.", ["namespace"])
+HELM_REPOSITORY_QUERIES = Counter(
+    "headwind_helm_repository_queries_total",
+    "Chart repository reads (index.yaml fetches, OCI tag lists) by repository type and outcome "
+    "(ok, not_modified, error).", ["type", "outcome"])
+HELM_REPOSITORY_ERRORS = Counter(
+    "headwind_helm_repository_errors_total", "Chart repository reads that failed.", ["type"])
+
+
 def serve(port: int) -> None:
     """Start a metrics listener unless the port is 0."""
     if port:

@@ -30,11 +30,12 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from . import attribution, metrics
-from .core.images import ImageRef, InvalidImageReference, parse_image
+from .core.charts import ChartRef, parse_chart
+from .core.images import ImageRef, parse_image
 from .core.policy import Policy, PolicySpec, decide
 from .core.versions import parse_tag
 from .kube import KubeError, request
-from .workloads import WorkloadKind, WorkloadProjection
+from .workloads import TargetKind, WorkloadProjection
 
 log = logging.getLogger(__name__)
 
@@ -127,9 +128,12 @@ def target_key(kind: str, namespace: str, name: str, container: str) -> str:
 
 
 def _tag_of(image: str) -> str | None:
+    """The tag (or chart version) a reference names."""
     try:
+        if "://" in image:
+            return parse_chart(image).version
         return parse_image(image).effective_tag
-    except InvalidImageReference:  # still name it readably; the hash keeps it unique
+    except ValueError:  # still name it readably; the hash keeps it unique
         reference = image.partition("@")[0]
         _, colon, tag = reference.rpartition("/")[2].rpartition(":")
         return tag if colon and tag else None
@@ -263,7 +267,7 @@ def set_phase(
 # --------------------------------------------------------------------------------------------
 
 
-def _compare(spec: PolicySpec, current: ImageRef | None, our_image: str,
+def _compare(spec: PolicySpec, current: ImageRef | ChartRef | None, our_image: str,
              their_image: str) -> str | None:
     """Which proposal moves further: "ours", "theirs", "equal", or None when not comparable."""
     our_tag = _tag_of(our_image) or our_image
@@ -285,17 +289,17 @@ def _compare(spec: PolicySpec, current: ImageRef | None, our_image: str,
     return "ours" if mine.version > other.version else "theirs"
 
 
-def _parsed(image: str) -> ImageRef | None:
+def _parsed(image: str) -> ImageRef | ChartRef | None:
     try:
-        return parse_image(image)
-    except InvalidImageReference:
+        return parse_chart(image) if "://" in image else parse_image(image)
+    except ValueError:
         return None
 
 
 def propose(
     api,
     *,
-    kind: WorkloadKind,
+    kind: TargetKind,
     workload: WorkloadProjection,
     container: str,
     current_image: str,
@@ -388,7 +392,7 @@ def _delete_if_unchanged(api, existing: dict) -> bool:
     return True
 
 
-def _supersede_older(api, kind: WorkloadKind, spec: PolicySpec, current: ImageRef | None,
+def _supersede_older(api, kind: TargetKind, spec: PolicySpec, current: ImageRef | ChartRef | None,
                      name: str, new_image: str, others: list[dict]) -> list[str]:
     superseded: list[str] = []
     for other in others:
@@ -419,7 +423,7 @@ def _supersede_older(api, kind: WorkloadKind, spec: PolicySpec, current: ImageRe
     return superseded
 
 
-def _build(kind: WorkloadKind, workload: WorkloadProjection, name: str, container: str,
+def _build(kind: TargetKind, workload: WorkloadProjection, name: str, container: str,
            current_image: str, new_image: str, new_digest: str | None, spec: PolicySpec,
            reason: str, source: str, now: datetime) -> dict:
     body_spec: dict = {
@@ -441,6 +445,11 @@ def _build(kind: WorkloadKind, workload: WorkloadProjection, name: str, containe
     }
     if new_digest:
         body_spec["newDigest"] = new_digest
+    if "://" in new_image:  # a chart version: say so, for people and kubectl
+        current, new = _parsed(current_image), _parsed(new_image)
+        if isinstance(current, ChartRef) and isinstance(new, ChartRef):
+            body_spec["chart"] = {"name": new.chart, "sourceURL": new.source,
+                                  "currentVersion": current.version, "newVersion": new.version}
     return {
         "apiVersion": API_VERSION,
         "kind": KIND,

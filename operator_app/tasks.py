@@ -19,6 +19,12 @@ TRANSIENT_RETRIES = 10
 #: its countdown is unacknowledged, so every wait stays well below it; a re-check that is still
 #: too early simply defers again (one read per 45 s).
 MAX_COUNTDOWN_SECONDS = 45
+#: A task that re-queues itself (deferred, or a transient error) while Redis is away keeps
+#: trying to publish for about three minutes, holding its own message unacknowledged, rather
+#: than giving up after Celery's default second of retries: that turned a Redis restart into a
+#: lost update (the message was rejected, the new one never sent).
+PATIENT_PUBLISH = {"max_retries": 100, "interval_start": 0.5, "interval_step": 0.5,
+                   "interval_max": 2.0}
 
 
 @shared_task
@@ -66,7 +72,7 @@ def apply_update_task(self, command: dict, transient_attempt: int = 0) -> dict:
                     transient_attempt + 1, countdown, exc)
         raise self.retry(
             args=(), kwargs={"command": command, "transient_attempt": transient_attempt + 1},
-            countdown=countdown, exc=exc,
+            countdown=countdown, exc=exc, retry_policy=PATIENT_PUBLISH,
         ) from None
     finally:
         if api is not None:
@@ -75,6 +81,7 @@ def apply_update_task(self, command: dict, transient_attempt: int = 0) -> dict:
         raise self.retry(
             args=(), kwargs={"command": command, "transient_attempt": 0},
             countdown=min(result.retry_after or 1.0, MAX_COUNTDOWN_SECONDS),
+            retry_policy=PATIENT_PUBLISH,
         )
     return {"outcome": result.outcome, "message": result.message}
 

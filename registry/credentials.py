@@ -58,7 +58,10 @@ class CredentialStore:
 
     def secret_names(self, workload: WorkloadProjection) -> list[str]:
         names = list(workload.pull_secrets)
-        for name in self._service_account_secrets(workload.namespace, workload.service_account):
+        if not workload.service_account:  # a HelmRelease: only its source's secretRef counts
+            return names
+        for name in self._service_account_secrets(workload.secrets_namespace,
+                                                  workload.service_account):
             if name not in names:
                 names.append(name)
         return names
@@ -66,7 +69,7 @@ class CredentialStore:
     def entries(self, workload: WorkloadProjection) -> list[CredentialEntry]:
         found: list[CredentialEntry] = []
         for name in self.secret_names(workload):
-            found.extend(self._secret_entries(workload.namespace, name))
+            found.extend(self._secret_entries(workload.secrets_namespace, name))
         return found
 
     def for_workload(self, workload: WorkloadProjection, repository: str) -> list[Credentials]:
@@ -114,7 +117,26 @@ class CredentialStore:
         self._store(self._accounts, key, names, self.ttl)
         return names
 
+    def secret_data(self, namespace: str, name: str) -> dict[str, bytes]:
+        """A Secret's decoded data (``{}`` when missing or unreadable), through the cache; for
+        a HelmRepository's basic-auth ``secretRef`` and TLS ``certSecretRef``."""
+        found = self._secret(namespace, name)
+        return dict(found[1]) if found is not None else {}
+
     def _secret_entries(self, namespace: str, name: str) -> list[CredentialEntry]:
+        found = self._secret(namespace, name)
+        if found is None:
+            return []
+        secret_type, data = found
+        if secret_type not in (DOCKERCONFIGJSON, DOCKERCFG):
+            return []
+        try:
+            return parse_docker_config(secret_type, data)
+        except DockerConfigError as exc:  # its message never holds secret material
+            log.warning("Secret %s/%s: %s; ignored", namespace, name, exc)
+            return []
+
+    def _secret(self, namespace: str, name: str) -> tuple[str, dict[str, bytes]] | None:
         key = (namespace, name)
         fresh, value = self._cached(self._secrets, key)
         if fresh:
@@ -124,16 +146,21 @@ class CredentialStore:
         except kube.ClusterUnreachable as exc:
             log.warning("Secret %s/%s: API unreachable (%s); using what we had",
                         namespace, name, exc)
-            return value if isinstance(value, list) else []
+            return value  # type: ignore[return-value]
         except kube.KubeError as exc:
             self._report(key, "secret", exc)
-            self._store(self._secrets, key, [],
+            self._store(self._secrets, key, None,
                         self.ttl if exc.status == 404 else ERROR_TTL_SECONDS)
-            return []
-        entries = _parse_secret(namespace, name, secret)
+            return None
+        try:
+            decoded = decode_secret_data(secret.get("data") or {})
+        except DockerConfigError as exc:
+            log.warning("Secret %s/%s: %s; ignored", namespace, name, exc)
+            decoded = {}
+        found = (str(secret.get("type", "")), decoded)
         self._reported.discard((*key, "secret"))
-        self._store(self._secrets, key, entries, self.ttl)
-        return entries
+        self._store(self._secrets, key, found, self.ttl)
+        return found
 
     def _report(self, key: tuple[str, str], what: str, exc: kube.KubeError) -> None:
         marker = (*key, what)
@@ -145,16 +172,3 @@ class CredentialStore:
         else:
             log.warning("%s %s/%s unreadable (%s %s); polling without its credentials",
                         what, key[0], key[1], exc.status, exc.reason)
-
-
-def _parse_secret(namespace: str, name: str, secret: dict) -> list[CredentialEntry]:
-    secret_type = secret.get("type", "")
-    if secret_type not in (DOCKERCONFIGJSON, DOCKERCFG):
-        log.info("Secret %s/%s has type %r, not a docker config; ignored",
-                 namespace, name, secret_type)
-        return []
-    try:
-        return parse_docker_config(secret_type, decode_secret_data(secret.get("data") or {}))
-    except DockerConfigError as exc:  # its message never holds secret material
-        log.warning("Secret %s/%s: %s; ignored", namespace, name, exc)
-        return []

@@ -21,6 +21,7 @@ cycle. The engine is only ever called from the poller's own thread.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
 import threading
@@ -29,15 +30,20 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 import requests
 from django.conf import settings
 
+from operator_app import metrics as operator_metrics
+from operator_app.core.charts import ChartRef
 from operator_app.core.events import EventSource
-from operator_app.core.images import ImageRef, InvalidImageReference, parse_image
+from operator_app.core.images import ImageRef
 from operator_app.core.policy import InvalidPolicy, Policy, PolicySpec, decide
+from operator_app.workloads import parse_artifact
 
 from . import metrics
+from .charts import ChartRepositoryClient, NotModified
 from .client import (
     RegistryAuthError,
     RegistryClient,
@@ -164,10 +170,37 @@ class _Group:
     head_tags: set[str] = field(default_factory=set)
     pinned: list[tuple[PolicySpec, ImageRef]] = field(default_factory=list)
     needs_tags: bool = False  # False when every due container follows a digest only
+    chart_oci: bool = False  # an OCI chart repository: its tags are chart versions
+    #: An HTTP(S) chart repository (``path`` is then its URL): read its index.yaml instead.
+    chart_access: ChartAccess | None = None
+    charts: set[str] = field(default_factory=set)
 
     @property
     def repository(self) -> str:
+        if self.chart_access is not None:
+            return self.path
         return f"{self.registry}/{self.path}"
+
+
+@dataclass(frozen=True)
+class ChartAccess:
+    """How to read an HTTP(S) chart repository: its HelmRepository's ``secretRef`` (basic
+    auth) and ``certSecretRef`` (CA, client certificate); ``identity`` names it without
+    secrets, so repositories read with different credentials are polled apart."""
+
+    username: str = ""
+    password: str = field(default="", repr=False)
+    ca_pem: bytes | None = field(default=None, repr=False)
+    cert_pem: bytes | None = field(default=None, repr=False)
+    key_pem: bytes | None = field(default=None, repr=False)
+
+    @property
+    def identity(self) -> str:
+        material = b"\0".join([self.username.encode(), self.password.encode(),
+                                self.ca_pem or b"", self.cert_pem or b"", self.key_pem or b""])
+        if not material.strip(b"\0"):
+            return "anonymous"
+        return "cred-" + hashlib.sha256(material).hexdigest()[:16]
 
 
 @dataclass
@@ -175,6 +208,8 @@ class _Result:
     group: _Group
     tags: list[str] | None = None
     digests: dict[str, str] = field(default_factory=dict)
+    chart_versions: dict[str, list[str]] = field(default_factory=dict)
+    not_modified: bool = False
     error: RegistryError | None = None
     skipped: bool = False  # host was (or got) backed off before this group ran
 
@@ -201,8 +236,13 @@ class Poller:
                  backoff: HostBackoff | None = None,
                  session_factory: Callable[[], requests.Session] | None = None,
                  client_options: dict | None = None, rng: random.Random | None = None,
-                 cycle_wait: float = 60.0) -> None:
+                 cycle_wait: float = 60.0,
+                 sources: Callable[[str, str, str], dict | None] | None = None) -> None:
         self.api = api
+        #: A HelmRelease's source objects (the operator's caches), for chart repository access.
+        self.sources = sources or (lambda kind, namespace, name: None)
+        self._chart_clients: dict[tuple[str, str], ChartRepositoryClient] = {}
+        self._chart_versions: dict[tuple[str, str], dict[str, list[str]]] = {}
         self.cache = cache
         self.engine = engine
         self.interval = float(interval or settings.HEADWIND.polling_interval)
@@ -341,37 +381,52 @@ class Poller:
                 if not spec.applies_to_container(container.name):
                     continue
                 try:
-                    ref = parse_image(container.image)
-                except InvalidImageReference:
+                    ref = parse_artifact(workload.kind, container.image)
+                except ValueError:
                     continue
                 tag = ref.effective_tag
                 if tag is None:  # digest-only reference: no tag to follow
                     continue
+                registry, _, path = ref.repository.partition("/")
+                if isinstance(ref, ChartRef) and not ref.is_oci:
+                    registry = urlsplit(ref.source).netloc
                 ckey = (workload.key, container.name)
                 seen.add(ckey)
-                self._host_of[ckey] = ref.registry
+                self._host_of[ckey] = registry
                 repositories.add(ref.repository)
                 if self._next_due.get(ckey, 0.0) > now or ckey in self._inflight_keys:
                     continue
-                if self.backoff.blocked_until(ref.registry) is not None:
-                    report.backed_off.add(ref.registry)
+                if self.backoff.blocked_until(registry) is not None:
+                    report.backed_off.add(registry)
+                    continue
+                if isinstance(ref, ChartRef) and not ref.is_oci:
+                    access = self._chart_access(workload, ref)
+                    gkey = (registry, ref.source, access.identity)
+                    group = groups.get(gkey)
+                    if group is None:
+                        group = groups[gkey] = _Group(registry, ref.source, access.identity, [],
+                                                      chart_access=access)
+                    group.charts.add(ref.chart)
+                    group.keys.add(workload.key)
+                    group.containers.append(ckey)
+                    due_workloads.add(workload.key)
                     continue
                 credentials = (self.credentials.for_workload(workload, ref.repository)
                                if self.credentials is not None else [])
                 identity = "+".join(credential_identity(c) for c in credentials) or "anonymous"
-                gkey = (ref.registry, ref.path, identity)
+                gkey = (registry, path, identity)
                 group = groups.get(gkey)
                 if group is None:
-                    group = groups[gkey] = _Group(ref.registry, ref.path, identity,
-                                                  list(credentials))
+                    group = groups[gkey] = _Group(registry, path, identity, list(credentials),
+                                                  chart_oci=isinstance(ref, ChartRef))
                 group.keys.add(workload.key)
                 group.containers.append(ckey)
                 due_workloads.add(workload.key)
-                if spec.policy is Policy.DIGEST:
+                if spec.policy is Policy.DIGEST and isinstance(ref, ImageRef):
                     group.head_tags.add(tag)
                 else:
                     group.needs_tags = True
-                    if ref.digest is not None:
+                    if isinstance(ref, ImageRef) and ref.digest is not None:
                         group.pinned.append((spec, ref))
         for gone in [k for k in self._host_of if k not in seen]:
             del self._host_of[gone]
@@ -412,6 +467,13 @@ class Poller:
         if result.skipped:
             report.backed_off.add(group.registry)
             return
+        if group.chart_access is not None or group.chart_oci:
+            kind = "http" if group.chart_access is not None else "oci"
+            outcome = "error" if result.error is not None else (
+                "not_modified" if result.not_modified else "ok")
+            operator_metrics.HELM_REPOSITORY_QUERIES.labels(kind, outcome).inc()
+            if result.error is not None:
+                operator_metrics.HELM_REPOSITORY_ERRORS.labels(kind).inc()
         if result.error is not None:
             metrics.POLL_ERRORS.labels(group.registry).inc()
             text = f"{group.repository}: {result.error}"
@@ -427,6 +489,9 @@ class Poller:
         if self._group_errors.pop(gkey, None) is not None:
             log.info("polling %s works again", group.repository)
         report.groups_polled += 1
+        if group.chart_access is not None:
+            self._finish_charts(result, report)
+            return
         tags = result.tags or []
         if result.tags is not None:
             known_key = (group.repository, group.identity)
@@ -449,6 +514,87 @@ class Poller:
             report.errors.append(f"{group.repository}: engine error")
             return
         report.plans.extend(plans)
+
+    def _finish_charts(self, result: _Result, report: CycleReport) -> None:
+        """An HTTP(S) chart repository: each chart's versions go to the engine for the
+        HelmReleases that use it."""
+        group = result.group
+        self._reschedule(group)
+        for chart in sorted(group.charts):
+            versions = result.chart_versions.get(chart, [])
+            repository = f"{group.path.rstrip('/')}/{chart}"
+            known_key = (repository, group.identity)
+            previous = self._known_tags.get(known_key)
+            current = frozenset(versions)
+            if previous is not None and current - previous:
+                report.new_tags += len(current - previous)
+            self._known_tags[known_key] = current
+            try:
+                plans = self.engine.handle_candidates(repository, dict.fromkeys(versions),
+                                                      "polling", only=set(group.keys))
+            except Exception:  # noqa: BLE001 - one failing dispatch must not stop the others
+                log.exception("engine failed on polled %s", repository)
+                report.errors.append(f"{repository}: engine error")
+                continue
+            report.plans.extend(plans)
+
+    def _chart_access(self, workload, ref: ChartRef) -> ChartAccess:
+        """The HelmRepository's basic-auth ``secretRef`` and TLS ``certSecretRef``, read from
+        Secrets in the source's namespace (through the credential cache)."""
+        source = self.sources(*workload.source) if workload.source else None
+        if source is None or self.credentials is None:
+            return ChartAccess()
+        spec = source.get("spec") or {}
+        namespace = (source.get("metadata") or {}).get("namespace") or workload.secrets_namespace
+        auth = self.credentials.secret_data(namespace, (spec.get("secretRef") or {})["name"]) \
+            if (spec.get("secretRef") or {}).get("name") else {}
+        tls = self.credentials.secret_data(namespace,
+                                           (spec.get("certSecretRef") or {})["name"]) \
+            if (spec.get("certSecretRef") or {}).get("name") else {}
+        return ChartAccess(
+            username=auth.get("username", b"").decode(errors="replace"),
+            password=auth.get("password", b"").decode(errors="replace"),
+            ca_pem=tls.get("ca.crt") or None,
+            cert_pem=tls.get("tls.crt") if tls.get("tls.key") else None,
+            key_pem=tls.get("tls.key") if tls.get("tls.crt") else None)
+
+    def _chart_client(self, group: _Group) -> ChartRepositoryClient:
+        key = (group.path, group.identity)
+        with self._lock:
+            client = self._chart_clients.get(key)
+            if client is None:
+                access = group.chart_access or ChartAccess()
+                client = self._chart_clients[key] = ChartRepositoryClient(
+                    group.path, username=access.username or None,
+                    password=access.password or None, ca_pem=access.ca_pem,
+                    cert_pem=access.cert_pem, key_pem=access.key_pem,
+                    ca_file=settings.HEADWIND.registry_ca_file or None,
+                    observer=self._observer(group.registry))
+            return client
+
+    def _poll_chart_index(self, group: _Group) -> _Result:
+        """One conditional read of an index.yaml: a 304 reuses the versions read last time."""
+        client = self._chart_client(group)
+        key = (group.path, group.identity)
+        known = self._chart_versions.get(key, {})
+        wanted = set(group.charts) | set(known)
+        try:
+            result = client.fetch(wanted)
+        except RegistryRateLimited as exc:
+            self.backoff.failure(group.registry, exc.retry_after)
+            return _Result(group, error=exc)
+        except RegistryServerError as exc:
+            self.backoff.failure(group.registry)
+            return _Result(group, error=exc)
+        except RegistryError as exc:
+            return _Result(group, error=exc)
+        self.backoff.success(group.registry)
+        if result is NotModified:
+            return _Result(group, chart_versions=dict(known), not_modified=True)
+        versions = {chart: [v.version for v in entries]
+                    for chart, entries in result.versions.items()}
+        self._chart_versions[key] = versions
+        return _Result(group, chart_versions=versions)
 
     # -- registry work (pool threads) ----------------------------------------------------------
 
@@ -490,6 +636,8 @@ class Poller:
         host = group.registry
         if self.backoff.blocked_until(host) is not None:
             return _Result(group, skipped=True)
+        if group.chart_access is not None:
+            return self._poll_chart_index(group)
         client: RegistryClient | None = None
         tags: list[str] | None = None  # None: digest policy only, no listing needed
         digests: dict[str, str] = {}
@@ -540,13 +688,14 @@ class Poller:
         raise AssertionError("unreachable")
 
 
-def start_poller(api, cache, engine, *, stop: threading.Event,
-                 may_run: Callable[[], bool]) -> threading.Thread | None:
+def start_poller(api, cache, engine, *, stop: threading.Event, may_run: Callable[[], bool],
+                 sources: Callable[[str, str, str], dict | None] | None = None,
+                 ) -> threading.Thread | None:
     """Run the poller on a daemon thread if ``HEADWIND_POLLING_ENABLED``; else return None."""
     if not settings.HEADWIND.polling_enabled:
         log.info("registry polling is off (set HEADWIND_POLLING_ENABLED=true to turn it on)")
         return None
-    poller = Poller(api, cache, engine)
+    poller = Poller(api, cache, engine, sources=sources)
     thread = threading.Thread(target=poller.run_forever, args=(stop, may_run),
                               name="registry-poller", daemon=True)
     thread.start()

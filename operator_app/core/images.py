@@ -77,6 +77,11 @@ class ImageRef:
     digest: str | None
     name: str
 
+    @staticmethod
+    def valid_tag(tag: str) -> bool:
+        """A tag this kind of reference can carry (the registry API's tag grammar)."""
+        return is_valid_tag(tag)
+
     @property
     def repository(self) -> str:
         """Normalised ``registry/path``: the key used to match containers with push events."""

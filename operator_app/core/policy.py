@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from operator_app.core.charts import ChartRef
 from operator_app.core.events import EventSource
 from operator_app.core.images import ImageRef, is_valid_digest, is_valid_tag, short_digest
 from operator_app.core.versions import InvalidRange, Range, TagVersion, parse_tag
@@ -260,13 +261,15 @@ class PolicySpec:
         return not self.images or container_name in self.images
 
 
-def decide(spec: PolicySpec, current: ImageRef,
+def decide(spec: PolicySpec, current: ImageRef | ChartRef,
            candidates: Mapping[str, str | None]) -> Decision | None:
     """The one decision entry point: where should a container running ``current`` move, given
     the tags (and digests, where known) that exist in its repository?
 
     Webhook events, the poller, the apply task's re-check and the comparison of two proposals
-    all ask this, so they cannot disagree. The answer carries the exact image to write:
+    all ask this, so they cannot disagree. ``current`` is a container image or a chart version
+    (a :class:`~operator_app.core.charts.ChartRef`: a version, never a digest). The answer
+    carries the exact reference to write:
 
     * ``digest`` policy: the current tag pinned to the registry's digest for it, when that
       differs from the pinned one (a rebuild); an unpinned tag is pinned;
@@ -292,7 +295,7 @@ def decide(spec: PolicySpec, current: ImageRef,
                 return None
         pin: str | None = choice.digest
     else:
-        choice = choose_target(spec, current_tag, candidates)
+        choice = choose_target(spec, current_tag, candidates, valid=current.valid_tag)
         if choice is None:
             return None
         known = _known_digest(candidates, choice.tag)
@@ -304,7 +307,8 @@ def decide(spec: PolicySpec, current: ImageRef,
     return Decision(tag=choice.tag, reason=choice.reason, digest=choice.digest, image=image)
 
 
-def choose_target(spec: PolicySpec, current_tag: str, candidates: Iterable[str]) -> Decision | None:
+def choose_target(spec: PolicySpec, current_tag: str, candidates: Iterable[str], *,
+                  valid: Callable[[str], bool] = is_valid_tag) -> Decision | None:
     """The single best tag to move ``current_tag`` to, or None.
 
     Never a downgrade, never the same tag (or the same version spelled differently), and the
@@ -313,8 +317,9 @@ def choose_target(spec: PolicySpec, current_tag: str, candidates: Iterable[str])
     """
     if spec.policy in (Policy.NONE, Policy.DIGEST):
         return None
-    # Invalid tags are dropped: the result is written into a pod spec.
-    unique = {tag for tag in candidates if tag != current_tag and is_valid_tag(tag)}
+    # Invalid tags are dropped: the result is written into a pod spec (or a chart version:
+    # ``valid`` says which grammar applies).
+    unique = {tag for tag in candidates if tag != current_tag and valid(tag)}
     if spec.policy.is_semver:
         best = _choose_semver(spec, current_tag, unique)
     else:

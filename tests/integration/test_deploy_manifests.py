@@ -6,9 +6,9 @@
 - every environment variable they set is read by the code (a typo fails);
 - the Secret template holds no values, and Django refuses to start on it as it is;
 - the Helm chart: its templates reference only values that exist, its CRD is deploy/crds/'s,
-  and — there is no ``helm`` binary here — it is rendered with Go's text/template and sprig
-  (the engine Helm uses, plus Helm's include/tpl/required/toYaml, missing values being
-  errors) and the rendered objects get the same dry run and checks as the manifests.
+  ``helm lint --strict`` of the real helm (tests/testbed/tools/helm, the ``helm`` fixture)
+  passes for every tested set of values, and ``helm template`` renders it for the testbed's
+  Kubernetes version: the rendered objects get the same dry run and checks as the manifests.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import ast
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -27,6 +26,7 @@ import yaml
 
 from operator_app import kube
 from registry.webhooks import PARSERS
+from tests.testbed.build import KUBERNETES_VERSION
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.testbed
@@ -35,7 +35,6 @@ ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "deploy" / "manifests"
 CHART = ROOT / "deploy" / "helm" / "headwind"
 CRD = ROOT / "deploy" / "crds" / "updaterequests.headwind.sh.yaml"
-KWOK_MODULE = ROOT / "tests" / "testbed" / "go" / "kwok"  # pins sprig and sigs.k8s.io/yaml
 CODE = [ROOT / "headwind_site", ROOT / "registry", ROOT / "operator_app",
         ROOT / "approvals"]
 IMAGE = "ghcr.io/headwind-sh/headwind:0.1.0"
@@ -326,28 +325,14 @@ def test_chart_templates_use_only_values_that_exist():
 
 
 @pytest.fixture(scope="session")
-def render_chart(tmp_path_factory):
-    """``render(release, namespace, values=None) -> [objects]`` (see RENDERER)."""
-    go = shutil.which("go") or "/usr/local/go/bin/go"
-    assert Path(go).exists(), "Go is needed (it builds the testbed too; see README)"
-    work = tmp_path_factory.mktemp("chart-render")
-    (work / "main.go").write_text(RENDERER)
-    # kwok's module pins the very sprig and yaml versions its build downloaded.
-    go_mod = [line for line in (KWOK_MODULE / "go.mod").read_text().splitlines()
-              if not line.startswith(("module ", "tool "))]
-    (work / "go.mod").write_text("module headwind.sh/chartrender\n" + "\n".join(go_mod) + "\n")
-    shutil.copy(KWOK_MODULE / "go.sum", work / "go.sum")
-    env = dict(os.environ, CGO_ENABLED="0", GOWORK="off", GOFLAGS="-mod=mod -buildvcs=false")
-    built = subprocess.run([go, "build", "-o", "render", "."], cwd=work, env=env,
-                           capture_output=True, text=True, timeout=540)
-    assert built.returncode == 0, f"the chart renderer did not build:\n{built.stderr}"
+def render_chart(helm):
+    """``render(release, namespace, values=None) -> [objects]``: ``helm template`` of the real
+    helm for the testbed's Kubernetes version (CRDs not included, as ``helm install`` applies
+    them on its own)."""
 
     def render(release: str, namespace: str, values: dict | None = None) -> list[dict]:
-        args = [str(work / "render"), str(CHART), release, namespace]
-        done = subprocess.run(args + ([json.dumps(values)] if values else []),
-                              capture_output=True, text=True, timeout=60)
-        assert done.returncode == 0, f"the chart did not render:\n{done.stderr}"
-        return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
+        return helm.template(CHART, release, namespace, values,
+                             "--kube-version", KUBERNETES_VERSION)
 
     return render
 
@@ -367,6 +352,30 @@ VARIANTS = {
         "serviceAccount": {"annotations": {"example.com/role": "x"}},
     },
 }
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_helm_lint_passes(variant, helm, tmp_path):
+    """``helm lint --strict`` (warnings fail too) with each tested set of values."""
+    args: list = ["--kube-version", KUBERNETES_VERSION]
+    if VARIANTS[variant]:
+        (tmp_path / "values.json").write_text(json.dumps(VARIANTS[variant]))
+        args += ["--values", tmp_path / "values.json"]
+    out = helm.lint(CHART, *args)
+    assert "1 chart(s) linted, 0 chart(s) failed" in out
+    assert "[WARNING]" not in out and "[ERROR]" not in out, out
+
+
+def test_helm_renders_the_shipped_crd_and_keeps_to_the_kube_version(helm):
+    docs = helm.template(CHART, "headwind", "headwind-system", None, "--include-crds",
+                         "--kube-version", KUBERNETES_VERSION)
+    crds = [doc for doc in docs if doc["kind"] == "CustomResourceDefinition"]
+    assert crds == [yaml.safe_load(CRD.read_text())]
+    # The chart's kubeVersion constraint is real: helm refuses a cluster older than it allows.
+    floor = yaml.safe_load((CHART / "Chart.yaml").read_text())["kubeVersion"]
+    assert floor == ">=1.25.0-0"
+    with pytest.raises(Exception, match="chart requires kubeVersion: >=1.25.0-0"):
+        helm.template(CHART, "headwind", "headwind-system", None, "--kube-version", "1.24.9")
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
@@ -519,132 +528,3 @@ def check_probes_get_through(docs: list[dict], tmp_path: Path) -> None:
     statuses = json.loads(done.stdout.strip().splitlines()[-1])
     assert statuses == {"localhost:8000 /healthz": 200, "localhost:8000 /readyz": 200,
                         "10.1.2.3:8000 /healthz": 400}
-
-
-# A stand-in for `helm template` (no helm binary here): Go's text/template with sprig, the
-# engine Helm uses, with Helm's own functions and objects; a missing value is an error.
-# Usage: render CHART_DIR RELEASE NAMESPACE [VALUES_JSON]. NOTES.txt is rendered, not printed.
-RENDERER = r'''
-package main
-
-import (
-	"bytes"
-	"encoding/json"
-	"fmt"
-	"os"
-	"path/filepath"
-	"sort"
-	"strings"
-	"text/template"
-
-	"github.com/Masterminds/sprig/v3"
-	"sigs.k8s.io/yaml"
-)
-
-func merge(dst, src map[string]interface{}) {
-	for k, v := range src {
-		if sv, ok := v.(map[string]interface{}); ok {
-			if dv, ok := dst[k].(map[string]interface{}); ok {
-				merge(dv, sv)
-				continue
-			}
-		}
-		dst[k] = v
-	}
-}
-
-func must(err error) {
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-}
-
-func main() {
-	chartDir, release, namespace := os.Args[1], os.Args[2], os.Args[3]
-	chart := map[string]interface{}{}
-	raw, err := os.ReadFile(filepath.Join(chartDir, "Chart.yaml"))
-	must(err)
-	must(yaml.Unmarshal(raw, &chart))
-	values := map[string]interface{}{}
-	raw, err = os.ReadFile(filepath.Join(chartDir, "values.yaml"))
-	must(err)
-	must(yaml.Unmarshal(raw, &values))
-	if len(os.Args) > 4 {
-		override := map[string]interface{}{}
-		must(json.Unmarshal([]byte(os.Args[4]), &override))
-		merge(values, override)
-	}
-	name := chart["name"].(string)
-	root := template.New("chart").Option("missingkey=error")
-	funcs := sprig.TxtFuncMap()
-	funcs["include"] = func(n string, data interface{}) (string, error) {
-		var buf bytes.Buffer
-		err := root.ExecuteTemplate(&buf, n, data)
-		return buf.String(), err
-	}
-	funcs["tpl"] = func(text string, data interface{}) (string, error) {
-		t, err := root.Clone()
-		if err == nil {
-			t, err = t.New("tpl").Parse(text)
-		}
-		if err != nil {
-			return "", err
-		}
-		var buf bytes.Buffer
-		err = t.Execute(&buf, data)
-		return buf.String(), err
-	}
-	funcs["required"] = func(msg string, v interface{}) (interface{}, error) {
-		if v == nil || v == "" {
-			return nil, fmt.Errorf("%s", msg)
-		}
-		return v, nil
-	}
-	funcs["toYaml"] = func(v interface{}) string {
-		out, err := yaml.Marshal(v)
-		if err != nil {
-			return ""
-		}
-		return strings.TrimSuffix(string(out), "\n")
-	}
-	root.Funcs(funcs)
-	var files []string
-	must(filepath.Walk(filepath.Join(chartDir, "templates"),
-		func(p string, info os.FileInfo, err error) error {
-			if err == nil && !info.IsDir() {
-				files = append(files, p)
-			}
-			return err
-		}))
-	sort.Strings(files)
-	for _, p := range files {
-		rel, _ := filepath.Rel(chartDir, p)
-		text, err := os.ReadFile(p)
-		must(err)
-		_, err = root.New(filepath.ToSlash(filepath.Join(name, rel))).Parse(string(text))
-		must(err)
-	}
-	for _, p := range files {
-		rel, _ := filepath.Rel(chartDir, p)
-		base := filepath.Base(p)
-		if strings.HasPrefix(base, "_") {
-			continue
-		}
-		tname := filepath.ToSlash(filepath.Join(name, rel))
-		data := map[string]interface{}{
-			"Values": values,
-			"Release": map[string]interface{}{"Name": release, "Namespace": namespace,
-				"Service": "Helm", "IsInstall": true, "IsUpgrade": false, "Revision": 1},
-			"Chart": map[string]interface{}{"Name": name, "Version": chart["version"],
-				"AppVersion": chart["appVersion"]},
-			"Template": map[string]interface{}{"Name": tname, "BasePath": name + "/templates"},
-		}
-		var buf bytes.Buffer
-		must(root.ExecuteTemplate(&buf, tname, data))
-		if strings.HasSuffix(base, ".yaml") {
-			fmt.Printf("---\n# Source: %s\n%s\n", tname, buf.String())
-		}
-	}
-}
-'''

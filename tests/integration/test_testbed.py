@@ -153,6 +153,86 @@ def test_registry_notification_reaches_a_local_endpoint(push_image, notification
     assert note.headers["Authorization"] == f"Bearer {testbed.notify_token}"
 
 
+FLUX_HELM = ("helm.toolkit.fluxcd.io", "v2", "helmreleases")
+FLUX_HELM_REPOSITORY = ("source.toolkit.fluxcd.io", "v1", "helmrepositories")
+FLUX_OCI_REPOSITORY = ("source.toolkit.fluxcd.io", "v1", "ocirepositories")
+
+
+def _create(kube_api, namespace: str, kind: tuple[str, str, str], body: dict) -> dict:
+    group, version, plural = kind
+    body = {"apiVersion": f"{group}/{version}", **body}
+    return client.CustomObjectsApi(kube_api).create_namespaced_custom_object(
+        group, version, namespace, plural, body, field_validation="Strict")
+
+
+def _refusal(kube_api, namespace: str, kind: tuple[str, str, str], body: dict,
+             status: int = 422) -> str:
+    with pytest.raises(ApiException) as refused:
+        _create(kube_api, namespace, kind, body)
+    assert refused.value.status == status, refused.value.body
+    return refused.value.body
+
+
+def test_flux_crds_are_served_and_validate(kube_api, namespace):
+    """Flux's real CRDs (tests/testbed/flux-crds/) are applied at `up`: HelmRelease v2,
+    HelmRepository and OCIRepository v1 objects are stored, and the server refuses what Flux's
+    schema (OpenAPI and CEL rules) refuses."""
+    repository = _create(kube_api, namespace, FLUX_HELM_REPOSITORY, {
+        "kind": "HelmRepository", "metadata": {"name": "charts"},
+        "spec": {"url": "http://127.0.0.1:1/public/charts", "interval": "5m"}})
+    assert repository["metadata"]["uid"] and repository["spec"]["url"].endswith("/charts")
+    oci = _create(kube_api, namespace, FLUX_OCI_REPOSITORY, {
+        "kind": "OCIRepository", "metadata": {"name": "demo"},
+        "spec": {"url": "oci://127.0.0.1:1/charts/demo", "interval": "5m",
+                 "ref": {"semver": ">=1.0.0"},
+                 "layerSelector": {"mediaType":
+                                   "application/vnd.cncf.helm.chart.content.v1.tar+gzip",
+                                   "operation": "copy"}}})
+    assert oci["spec"]["ref"] == {"semver": ">=1.0.0"}
+    from_repository = _create(kube_api, namespace, FLUX_HELM, {
+        "kind": "HelmRelease", "metadata": {"name": "from-repository"},
+        "spec": {"interval": "10m", "chart": {"spec": {
+            "chart": "demo", "version": "1.2.3",
+            "sourceRef": {"kind": "HelmRepository", "name": "charts"}}}}})
+    assert from_repository["spec"]["chart"]["spec"]["version"] == "1.2.3"
+    from_oci = _create(kube_api, namespace, FLUX_HELM, {
+        "kind": "HelmRelease", "metadata": {"name": "from-oci"},
+        "spec": {"interval": "10m", "chartRef": {"kind": "OCIRepository", "name": "demo"}}})
+    assert from_oci["spec"]["chartRef"]["kind"] == "OCIRepository"
+
+    # The CEL rule on HelmRelease.spec: exactly one of chart and chartRef.
+    neither = _refusal(kube_api, namespace, FLUX_HELM, {
+        "kind": "HelmRelease", "metadata": {"name": "neither"}, "spec": {"interval": "10m"}})
+    assert "either chart or chartRef must be set" in neither
+    both = _refusal(kube_api, namespace, FLUX_HELM, {
+        "kind": "HelmRelease", "metadata": {"name": "both"},
+        "spec": {"interval": "10m", "chartRef": {"kind": "OCIRepository", "name": "demo"},
+                 "chart": {"spec": {"chart": "demo",
+                                    "sourceRef": {"kind": "HelmRepository", "name": "c"}}}}})
+    assert "either chart or chartRef must be set" in both
+    # OpenAPI: enums, patterns, required fields, and no unknown fields (structural schemas).
+    wrong_kind = _refusal(kube_api, namespace, FLUX_HELM, {
+        "kind": "HelmRelease", "metadata": {"name": "wrong-kind"},
+        "spec": {"interval": "10m", "chartRef": {"kind": "HelmRepository", "name": "demo"}}})
+    assert "spec.chartRef.kind" in wrong_kind and "Unsupported value" in wrong_kind
+    assert "spec.url" in _refusal(kube_api, namespace, FLUX_HELM_REPOSITORY, {
+        "kind": "HelmRepository", "metadata": {"name": "ftp"}, "spec": {"url": "ftp://x/y"}})
+    no_interval = _refusal(kube_api, namespace, FLUX_OCI_REPOSITORY, {
+        "kind": "OCIRepository", "metadata": {"name": "no-interval"},
+        "spec": {"url": "oci://127.0.0.1:1/charts/demo"}})
+    assert "spec.interval" in no_interval and "Required value" in no_interval
+    typo = _refusal(kube_api, namespace, FLUX_HELM, {
+        "kind": "HelmRelease", "metadata": {"name": "typo"},
+        "spec": {"interval": "10m", "chartRef": {"kind": "OCIRepository", "name": "demo"},
+                 "valuez": {}}}, status=400)  # strict decoding refuses before validation
+    assert 'unknown field \\"spec.valuez\\"' in typo
+
+    listed = client.CustomObjectsApi(kube_api).list_namespaced_custom_object(
+        *FLUX_HELM[:2], namespace, FLUX_HELM[2])
+    assert sorted(item["metadata"]["name"] for item in listed["items"]) == [
+        "from-oci", "from-repository"]
+
+
 def test_celery_task_round_trips_through_worker_and_redis(celery_worker, testbed, redis_url):
     import redis
 
@@ -189,7 +269,8 @@ def test_cli_up_then_down_leaves_no_process_behind(tmp_path):
     components = TestbedState.load(state_dir).components
     assert {c.name for c in components} >= {
         "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok",
-        "registry-basic", "registry-token", "registry-token-server", "redis"}
+        "registry-basic", "registry-token", "registry-token-server", "chart-repo", "redis"}
+    assert "export HEADWIND_TESTBED_CHART_REPO_URL='http://127.0.0.1:" in up.stdout
     assert all(_alive(c) for c in components)
     assert cli("status").returncode == 0
 

@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
 
 from . import build, cluster
+
+
+def _build_seconds(record: Path) -> str:
+    """How long the cached build took when it was made, from its build.json."""
+    try:
+        seconds = json.loads(record.read_text())["seconds"]
+    except (FileNotFoundError, ValueError, KeyError):
+        return "build time not recorded"
+    total = sum(seconds.values()) if isinstance(seconds, dict) else seconds
+    return f"built in {total:.0f}s"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,9 +39,12 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.command == "build":
-            print(build.build())
+            start = time.monotonic()
+            target = build.build()
+            print(f"{target}  (testbed; {_build_seconds(target / 'build.json')})")
             for tool in build.build_go_tools():
-                print(tool)
+                print(f"{tool}  ({_build_seconds(tool.parent / 'build.json')})")
+            print(f"# build took {time.monotonic() - start:.1f}s", file=sys.stderr)
         elif args.command == "up":
             start = time.monotonic()
             testbed = cluster.Testbed(args.dir, notify_urls=args.notify_url,

@@ -4,7 +4,7 @@ etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok are compi
 published Go modules through the small wrapper modules in ``go/``; the outputs live under
 ``~/.cache/headwind/testbed/<versions>-<wrapper hash>/`` so a second ``up`` never rebuilds.
 
-Smaller Go programs the tests run (the Masterminds/semver oracle; later CLIs such as ``helm``)
+Smaller Go programs the tests run (the Masterminds/semver oracle, the ``helm`` CLI)
 are "Go tools": each is its own module under ``tools/`` and is cached on its own under
 ``~/.cache/headwind/tools/<name>-<version>-<source hash>/`` by :func:`build_go_tool`, so they
 never touch the testbed's cache key (nothing under ``tools/`` is hashed by ``_wrapper_hash``).
@@ -16,10 +16,13 @@ import fcntl
 import hashlib
 import json
 import os
+import re
+import shlex
 import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 KUBERNETES_VERSION = "1.37.2"
@@ -79,7 +82,7 @@ def _log(msg: str) -> None:
 
 def _go(args: list[str], cwd: Path, log) -> None:
     env = dict(os.environ, CGO_ENABLED="0", GOFLAGS="-mod=readonly")
-    log(f"$ (cd {cwd.relative_to(GO_DIR.parent)}) go {' '.join(args)}")
+    log(f"$ (cd {cwd.relative_to(GO_DIR.parent)}) go {shlex.join(args)}")
     proc = subprocess.run([go_binary() or "go", *args], cwd=cwd, env=env, capture_output=True,
                           text=True)
     if proc.returncode != 0:
@@ -164,39 +167,81 @@ def _copy_kwok_stages(dest: Path, log) -> None:
 # --------------------------------------------------------------------------------------------
 
 MASTERMINDS_SEMVER_VERSION = "3.5.0"  # must match tools/masterminds/go.mod
+HELM_VERSION = "3.22.0"  # must match tools/helm/go.mod
 
-#: name -> (module directory, upstream version); ``build`` (``python -m tests.testbed build``)
-#: builds every one of them.
-GO_TOOLS: dict[str, tuple[Path, str]] = {
-    "masterminds-semver": (TOOLS_DIR / "masterminds", MASTERMINDS_SEMVER_VERSION),
+
+@dataclass(frozen=True)
+class GoTool:
+    """One Go program the tests run: its wrapper module, the upstream release it pins, the
+    package to build there and the link flags (all of which key its cache directory)."""
+
+    source_dir: Path
+    version: str
+    package: str = "."
+    ldflags: str = "-s -w"
+
+
+def _helm_ldflags() -> str:
+    """As helm's Makefile links a release: its version (else ``helm version`` says "v3.22"),
+    and the Kubernetes version of the client-go it builds with, which is what ``helm template``
+    and ``helm lint`` assume for ``.Capabilities.KubeVersion`` (the source default is 1.20,
+    which a chart with ``kubeVersion: >=1.25.0-0`` refuses)."""
+    go_mod = (TOOLS_DIR / "helm" / "go.mod").read_text()
+    if not re.search(rf"^\s*(require\s+)?helm\.sh/helm/v3 v{re.escape(HELM_VERSION)}\b", go_mod,
+                     re.M):
+        raise BuildError(f"tools/helm/go.mod does not pin helm.sh/helm/v3 v{HELM_VERSION}")
+    match = re.search(r"^\s*k8s\.io/client-go v0\.(\d+)\.", go_mod, re.M)
+    if match is None:
+        raise BuildError("tools/helm/go.mod pins no k8s.io/client-go v0.X.Y")
+    pkg = "helm.sh/helm/v3"
+    stamps = [f"-X {pkg}/internal/version.version=v{HELM_VERSION}",
+              f"-X {pkg}/internal/version.gitTreeState=clean"]
+    for scope in ("pkg/lint/rules", "pkg/chartutil"):
+        stamps += [f"-X {pkg}/{scope}.k8sVersionMajor=1",
+                   f"-X {pkg}/{scope}.k8sVersionMinor={match.group(1)}"]
+    return "-s -w " + " ".join(stamps)
+
+
+#: name -> how to build it; ``build`` (``python -m tests.testbed build``) builds every one.
+GO_TOOLS: dict[str, GoTool] = {
+    "masterminds-semver": GoTool(TOOLS_DIR / "masterminds", MASTERMINDS_SEMVER_VERSION),
+    "helm": GoTool(TOOLS_DIR / "helm", HELM_VERSION, package="helm.sh/helm/v3/cmd/helm",
+                   ldflags=_helm_ldflags()),
 }
 
 
-def _source_hash(source_dir: Path) -> str:
+def _source_hash(source_dir: Path, *extra: str) -> str:
     digest = hashlib.sha256()
     for path in sorted(source_dir.rglob("*")):
         if path.is_file() and path.suffix in {".go", ".mod", ".sum"}:
             digest.update(str(path.relative_to(source_dir)).encode())
             digest.update(path.read_bytes())
+    for item in extra:
+        digest.update(b"\0" + item.encode())
     return digest.hexdigest()[:12]
 
 
-def go_tool_path(name: str, source_dir: Path, version_key: str) -> Path:
-    """Where :func:`build_go_tool` puts ``name``: keyed by its version and its source files."""
-    key = f"{name}-{version_key}-{_source_hash(source_dir)}"
+def go_tool_path(name: str, source_dir: Path, version_key: str, *, package: str = ".",
+                 ldflags: str = "-s -w") -> Path:
+    """Where :func:`build_go_tool` puts ``name``: keyed by its version, its source files and
+    how it is built (package, link flags)."""
+    extra = () if (package, ldflags) == (".", "-s -w") else (package, ldflags)
+    key = f"{name}-{version_key}-{_source_hash(source_dir, *extra)}"
     return cache_root() / "tools" / key / name
 
 
 def build_go_tool(
-    name: str, source_dir: Path, version_key: str, *, package: str = ".", log=_log
+    name: str, source_dir: Path, version_key: str, *, package: str = ".",
+    ldflags: str = "-s -w", log=_log,
 ) -> Path:
     """Build the Go program in ``source_dir`` (its own module) unless it is cached; its path.
 
     Safe to call from several processes at once: one builds under a file lock, the others wait
     and reuse the result. ``version_key`` names the upstream release the module pins (it is in
-    the cache directory name); any change to the module's sources gives a new directory too.
+    the cache directory name); any change to the module's sources, the package or the link
+    flags gives a new directory too. The build's time and size go to ``build.json`` beside it.
     """
-    binary = go_tool_path(name, source_dir, version_key)
+    binary = go_tool_path(name, source_dir, version_key, package=package, ldflags=ldflags)
     if binary.exists():
         return binary
     binary.parent.mkdir(parents=True, exist_ok=True)
@@ -208,22 +253,34 @@ def build_go_tool(
             raise BuildError(f"the Go toolchain is required to build {name} (go not on PATH)")
         partial = binary.with_name(f"{name}.partial")
         start = time.monotonic()
-        _go(["build", "-trimpath", "-ldflags", "-s -w", "-o", str(partial), package],
+        _go(["build", "-trimpath", "-ldflags", ldflags, "-o", str(partial), package],
             source_dir, log)
+        seconds = time.monotonic() - start
+        (binary.parent / "build.json").write_text(json.dumps(
+            {"seconds": round(seconds, 1), "bytes": partial.stat().st_size, "package": package,
+             "ldflags": ldflags, "built_at": time.time()}, indent=2))
         partial.rename(binary)  # atomic: a reader never sees a half-written binary
-        log(f"{name} {version_key} built in {time.monotonic() - start:.1f}s into {binary}")
+        log(f"{name} {version_key} built in {seconds:.1f}s into {binary}")
     return binary
+
+
+def go_tool(name: str, log=_log) -> Path:
+    """The tool ``name`` of GO_TOOLS, built if needed."""
+    tool = GO_TOOLS[name]
+    return build_go_tool(name, tool.source_dir, tool.version, package=tool.package,
+                         ldflags=tool.ldflags, log=log)
 
 
 def build_go_tools(log=_log) -> list[Path]:
     """Build every tool in GO_TOOLS that is missing; their paths."""
-    return [
-        build_go_tool(name, source_dir, version_key, log=log)
-        for name, (source_dir, version_key) in GO_TOOLS.items()
-    ]
+    return [go_tool(name, log=log) for name in GO_TOOLS]
 
 
 def masterminds_semver(log=_log) -> Path:
     """The Masterminds/semver oracle (tools/masterminds), built if needed."""
-    source_dir, version_key = GO_TOOLS["masterminds-semver"]
-    return build_go_tool("masterminds-semver", source_dir, version_key, log=log)
+    return go_tool("masterminds-semver", log=log)
+
+
+def helm(log=_log) -> Path:
+    """The real ``helm`` CLI (tools/helm, helm.sh/helm/v3 at HELM_VERSION), built if needed."""
+    return go_tool("helm", log=log)

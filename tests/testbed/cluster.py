@@ -1,5 +1,6 @@
 """Starts and stops the testbed: etcd, kube-apiserver, controller-manager, scheduler, kwok, two
-registries (basic and bearer auth) and Redis, all on loopback with ephemeral ports.
+registries (basic and bearer auth), a Helm chart repository server and Redis, all on loopback with
+ephemeral ports; Headwind's CRDs and Flux's (tests/testbed/flux-crds/) are applied.
 
 Everything a running testbed needs to be found again (pids, ports, credentials) lives in
 ``state.json`` inside its state directory, so ``down`` can stop exactly what ``up`` started.
@@ -28,6 +29,7 @@ from . import build, certs, registry, tokenserver
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CRD_DIR = REPO_ROOT / "deploy" / "crds"
+FLUX_CRD_DIR = Path(__file__).resolve().parent / "flux-crds"  # Flux's real CRDs, byte for byte
 ADMISSION_DIR = REPO_ROOT / "deploy" / "admission"
 DEFAULT_STATE_DIR = Path(os.environ.get("HEADWIND_TESTBED_DIR", "/tmp/headwind-testbed"))
 NODE_NAME = "kwok-node-0"
@@ -74,6 +76,10 @@ class TestbedState:
     redis_url: str = ""
     ca_file: str = ""
     token_realm: str = ""
+    chart_repo_url: str = ""  # http://127.0.0.1:<port>; repositories live under /public, /private
+    chart_repo_user: str = ""  # HTTP Basic credentials for /private/...
+    chart_repo_password: str = ""
+    chart_repo_dir: str = ""  # the served directory: <dir>/public/<repo>/index.yaml, ...
     kubernetes_version: str = build.KUBERNETES_VERSION
     components: list[Component] = field(default_factory=list)
 
@@ -87,6 +93,10 @@ class TestbedState:
             "HEADWIND_TESTBED_NOTIFY_TOKEN": self.notify_token,
             "REDIS_URL": self.redis_url,
             "HEADWIND_REGISTRY_CA_FILE": self.ca_file,
+            "HEADWIND_TESTBED_CHART_REPO_URL": self.chart_repo_url,
+            "HEADWIND_TESTBED_CHART_REPO_USER": self.chart_repo_user,
+            "HEADWIND_TESTBED_CHART_REPO_PASSWORD": self.chart_repo_password,
+            "HEADWIND_TESTBED_CHART_REPO_DIR": self.chart_repo_dir,
         }
 
     def export_lines(self) -> str:
@@ -303,6 +313,25 @@ class Testbed:
         trusted = ssl.create_default_context(cafile=self.state.ca_file)
         self._wait(tokensrv, lambda: _http_status(self.state.token_realm, trusted) == 200)
 
+    def _start_chart_repo(self) -> None:
+        """The chart repository server (tests/testbed/chartserver.py) over ``<dir>/charts``."""
+        root = self.dir / "charts"
+        for area in ("public", "private"):
+            (root / area).mkdir(parents=True)
+        password_file = self.dir / "chart-repo-password"
+        self.state.chart_repo_user = "charts"
+        self.state.chart_repo_password = secrets.token_urlsafe(18)
+        password_file.write_text(self.state.chart_repo_password)
+        port = free_port()
+        server = self._spawn("chart-repo", [
+            sys.executable, "-m", "tests.testbed.chartserver", f"--port={port}",
+            f"--root={root}", f"--user={self.state.chart_repo_user}",
+            f"--password-file={password_file}",
+        ], extra_env={"PYTHONPATH": str(REPO_ROOT)})
+        self.state.chart_repo_url = f"http://127.0.0.1:{port}"
+        self.state.chart_repo_dir = str(root)
+        self._wait(server, lambda: _http_ok(f"{self.state.chart_repo_url}/_stats"))
+
     def _start_redis(self) -> None:
         port = free_port()
         redis_server = shutil.which("redis-server") or "/usr/bin/redis-server"
@@ -351,23 +380,27 @@ class Testbed:
         return self._api("GET", "/api/v1/namespaces/default/serviceaccounts/default")[0] == 200
 
     def apply_crds(self) -> None:
-        for path in sorted(CRD_DIR.glob("*.yaml")):
-            for document in yaml.safe_load_all(path.read_text()):
-                self._kubectl_apply(document)
-        for path in sorted(CRD_DIR.glob("*.yaml")):
-            for document in yaml.safe_load_all(path.read_text()):
-                name = document["metadata"]["name"]
-                deadline = time.monotonic() + 30
-                while time.monotonic() < deadline:
-                    _, crd = self._api(
-                        "GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
-                    conditions = (crd.get("status") or {}).get("conditions") or []
-                    if any(c["type"] == "Established" and c["status"] == "True"
-                           for c in conditions):
-                        break
-                    time.sleep(0.2)
-                else:
-                    raise TestbedError(f"CRD {name} was not established within 30s")
+        """Headwind's CRDs (deploy/crds/) and Flux's (flux-crds/), each waited on until it is
+        Established, so the first test may create their objects."""
+        documents = [document
+                     for directory in (CRD_DIR, FLUX_CRD_DIR)
+                     for path in sorted(directory.glob("*.yaml"))
+                     for document in yaml.safe_load_all(path.read_text()) if document]
+        for document in documents:
+            self._kubectl_apply(document)
+        for document in documents:
+            name = document["metadata"]["name"]
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                _, crd = self._api(
+                    "GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
+                conditions = (crd.get("status") or {}).get("conditions") or []
+                if any(c["type"] == "Established" and c["status"] == "True"
+                       for c in conditions):
+                    break
+                time.sleep(0.2)
+            else:
+                raise TestbedError(f"CRD {name} was not established within 30s")
 
     def apply_admission(self) -> None:
         """Headwind's admission policies (deploy/admission/), as a cluster admin installs them."""
@@ -392,6 +425,7 @@ class Testbed:
             self._write_pki()
             self._start_redis()
             self._start_registries()
+            self._start_chart_repo()
             self._start_etcd()
             self._start_apiserver()
             if self.cluster_extras:

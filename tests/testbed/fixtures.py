@@ -22,7 +22,8 @@ import requests
 
 from tests.waiting import eventually
 
-from . import cluster
+from . import build, cluster
+from .charts import ChartRepo, Helm
 from .registry import RegistryPusher
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -177,6 +178,23 @@ def token_registry_pusher(testbed) -> RegistryPusher:
 def push_image(registry_pusher) -> Callable[..., str]:
     """``push_image(repository, tag, content=None) -> digest`` on the basic-auth registry."""
     return registry_pusher.push_image
+
+
+@pytest.fixture(scope="session")
+def helm(tmp_path_factory) -> Helm:
+    """The real helm CLI (tests/testbed/tools/helm, built once and cached) with its own config,
+    cache, data and registry-credential files for the session (never the user's)."""
+    try:
+        return Helm.build(tmp_path_factory.mktemp("helm-home"))
+    except build.BuildError as exc:
+        pytest.fail(f"helm could not be built: {exc}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def chart_repo(testbed, helm) -> ChartRepo:
+    """The testbed's chart repository server: ``chart_repo.publish_http("public/<name>", *pkgs)
+    -> repository URL``, ``stats()``, ``auth`` for ``private/...``."""
+    return ChartRepo.of(testbed, helm)
 
 
 @pytest.fixture(scope="session")
