@@ -5,13 +5,16 @@ from_environ` when Django starts, so a typo (``HEADWIND_POLLING_INTERVAL=5m``) s
 at start with the variable's name instead of crashing a watcher later. Code reads
 ``settings.HEADWIND.<field>``; tests replace it with ``dataclasses.replace``.
 
-Pure module (stdlib only): nothing here needs Django to be set up.
+Pure module (stdlib and the pure ``operator_app.core.images``): nothing here needs Django.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+
+from operator_app.core import images
 
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 FALSE_WORDS = frozenset({"0", "false", "no", "off"})
@@ -60,6 +63,71 @@ def _hosts(text: str | None) -> frozenset[str]:
     return frozenset(item.strip().lower() for item in (text or "").split(",") if item.strip())
 
 
+#: Webhook sources whose payloads name no registry host: HEADWIND_REGISTRY_HOST_MAP supplies it
+#: (``jfrog=acme.jfrog.io``), per repository where that matters (``jfrog:docker-local=…``).
+HOSTLESS_WEBHOOK_SOURCES = ("harbor", "jfrog", "nexus")
+_PER_REPOSITORY_SOURCES = ("jfrog", "nexus")
+_REPOSITORY_KEY_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def _map_host(name: str, entry: str, text: str) -> str:
+    """A registry host (``host[:port]``), normalised as images are (lower case, Docker Hub's
+    aliases folded to ``docker.io``)."""
+    if not text or "/" in text or "@" in text:
+        raise ConfigError(f"{name}: {entry!r}: {text!r} is not a registry host[:port]")
+    try:
+        return images.join_repository(text, "x").partition("/")[0]
+    except images.InvalidImageReference:
+        raise ConfigError(f"{name}: {entry!r}: {text!r} is not a registry host[:port]") from None
+
+
+def _map_prefix(name: str, entry: str, text: str) -> str:
+    """``host[:port][/path]``: where a host-less source's images live."""
+    host, _, path = text.partition("/")
+    host = _map_host(name, entry, host)
+    if not path:
+        return host
+    try:  # a neutral host, so Docker Hub's ``library/`` rule cannot touch the path
+        path = images.join_repository("localhost", path.lower()).partition("/")[2]
+    except images.InvalidImageReference:
+        raise ConfigError(f"{name}: {entry!r}: {text!r} is not host[:port][/path]") from None
+    return f"{host}/{path}"
+
+
+def _host_map(environ: Mapping[str, str], name: str) -> tuple[tuple[str, str], ...]:
+    """``from=to,...``: registry host rewrites (``registry.local:5000=registry.example.com``)
+    and hosts for host-less webhook sources (``jfrog=acme.jfrog.io``,
+    ``jfrog:<repo-key>=host[/path]``, ``nexus=…``, ``nexus:<repository>=…``, ``harbor=…``).
+    Normalised ``(key, value)`` pairs, sorted; a malformed or repeated entry is an error."""
+    entries: dict[str, str] = {}
+    for raw in (environ.get(name) or "").split(","):
+        entry = raw.strip()
+        if not entry:
+            continue
+        key, equals, value = (part.strip() for part in entry.partition("="))
+        if not equals or not key or not value:
+            raise ConfigError(f"{name}: {entry!r} is not from=to")
+        source, colon, repository = key.partition(":")
+        if source.lower() in HOSTLESS_WEBHOOK_SOURCES:
+            source = source.lower()
+            if colon:
+                if source not in _PER_REPOSITORY_SOURCES:
+                    raise ConfigError(f"{name}: {entry!r}: {source} takes no repository part")
+                if not _REPOSITORY_KEY_RE.fullmatch(repository):
+                    raise ConfigError(f"{name}: {entry!r}: {repository!r} is not a repository "
+                                      "key")
+                key = f"{source}:{repository.lower()}"
+            else:
+                key = source
+            value = _map_prefix(name, entry, value)
+        else:
+            key, value = _map_host(name, entry, key), _map_host(name, entry, value)
+        if key in entries:
+            raise ConfigError(f"{name}: {key!r} is mapped twice")
+        entries[key] = value
+    return tuple(sorted(entries.items()))
+
+
 @dataclass(frozen=True)
 class OperatorSettings:
     """Everything the operator, the worker and the poller read from the environment."""
@@ -77,6 +145,8 @@ class OperatorSettings:
     poller_metrics_port: int = 9092
     expiry_interval: float = 60.0
     token_review_cache_seconds: float = 60.0
+    #: HEADWIND_REGISTRY_HOST_MAP, parsed: see :func:`_host_map` and docs/webhooks.md.
+    registry_host_map: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> OperatorSettings:
@@ -102,4 +172,5 @@ class OperatorSettings:
             expiry_interval=number(environ, "HEADWIND_EXPIRY_INTERVAL", 60.0, minimum=1),
             token_review_cache_seconds=number(
                 environ, "HEADWIND_TOKEN_REVIEW_CACHE_SECONDS", 60.0, minimum=0),
+            registry_host_map=_host_map(environ, "HEADWIND_REGISTRY_HOST_MAP"),
         )

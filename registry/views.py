@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 import redis
+from django.conf import settings
 from django.http import HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -12,7 +13,7 @@ from operator_app import eventqueue
 from operator_app.metrics import WEBHOOK_EVENTS
 
 from . import auth
-from .webhooks import MAX_BODY_BYTES, PARSERS, PayloadError
+from .webhooks import MAX_BODY_BYTES, PARSERS, HostMap, PayloadError, parse
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +21,9 @@ JSON_TYPES = ("application/json", "application/vnd.docker.distribution.events.v1
               "application/vnd.docker.distribution.events.v2+json",
               "application/cloudevents+json", "application/cloudevents-batch+json", "text/plain",
               "application/x-www-form-urlencoded")
+#: Pub/Sub's "payload unwrapping" delivers the message bytes as they were published; the
+#: Content-Type it then sends is not documented for messages without one (Artifact Registry's).
+EXTRA_TYPES = {"gar": ("application/octet-stream",)}
 
 
 def _cloudevents_handshake(request) -> HttpResponse:
@@ -39,10 +43,14 @@ def _refuse(source: str, status: int, outcome: str, reason: str) -> JsonResponse
     return JsonResponse({"error": reason}, status=status)
 
 
+def _host_map() -> HostMap:
+    """HEADWIND_REGISTRY_HOST_MAP, parsed and checked at start by headwind_site.config."""
+    return HostMap(settings.HEADWIND.registry_host_map)
+
+
 @csrf_exempt
 def receive(request, source: str, token: str | None = None) -> HttpResponse:
-    parser = PARSERS.get(source)
-    if parser is None:
+    if source not in PARSERS:
         return JsonResponse({"error": f"unknown webhook source {source!r}"}, status=404)
     if request.method == "OPTIONS":
         return _cloudevents_handshake(request)
@@ -64,12 +72,15 @@ def receive(request, source: str, token: str | None = None) -> HttpResponse:
     if not verdict.ok:
         return _refuse(source, verdict.status, "rejected_auth", verdict.reason)
     content_type = request.content_type or ""
-    if content_type and content_type not in JSON_TYPES:
+    if content_type and content_type not in JSON_TYPES + EXTRA_TYPES.get(source, ()):
         return _refuse(source, 415, "rejected_invalid", f"unsupported content type {content_type}")
     try:
-        result = parser(body, request.headers)
+        result = parse(source, body, request.headers, _host_map())
     except PayloadError as exc:
         return _refuse(source, 400, "rejected_invalid", exc.reason)
+    for reason in result.ignored:
+        if reason.startswith("no registry host"):
+            log.warning("webhook %s: push ignored, %s", source, reason)
     if result.response is not None:
         WEBHOOK_EVENTS.labels(source, "ignored").inc()
         return JsonResponse(result.response, status=200)

@@ -5,15 +5,21 @@ Pure functions (stdlib only, no Django, no Kubernetes). Each raises only :class:
 digest) and otherwise returns a :class:`ParseResult`. Authentication (HMAC, shared tokens) is
 the receiving view's job and is not done here.
 
-``PARSERS`` maps the source name used in the webhook URL to its parser.
+``PARSERS`` maps the source name used in the webhook URL to its parser. The parsers of sources
+whose payloads name no registry host (``jfrog``, ``nexus``, Harbor 1.x on ``harbor``) also take a
+:class:`~registry.webhooks.hosts.HostMap`; :func:`parse` passes it to them and applies its host
+rewrites to every source's events.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qs
 
+from registry.webhooks.hosts import NO_HOSTS, HostMap, no_host_reason, place
 from registry.webhooks.payloads import (
     MAX_ITEMS,
     ParseResult,
@@ -364,24 +370,63 @@ _HARBOR_OTHER_TYPES = {
 }
 
 
-def parse_harbor(body: bytes, headers: Headers) -> ParseResult:
-    """Harbor 2.x native webhooks, "Default" and "CloudEvents" payload formats.
+_HARBOR_V1_OTHER_TYPES = {
+    "pullImage": "pull event",
+    "deleteImage": "delete event",
+    "uploadChart": "chart event",
+    "downloadChart": "chart event",
+    "deleteChart": "chart event",
+    "scanningCompleted": "scan event",
+    "scanningFailed": "scan event",
+}
+
+
+def _harbor_v1(payload: dict[str, Any], hosts: HostMap) -> ParseResult:
+    """Harbor 1.x (``event_type: pushImage``): no host in the payload; ``harbor=`` gives it."""
+    result = ParseResult()
+    event_type = require_str(payload, "event_type", "body")
+    placed = hosts.prefix("harbor")
+    if placed is None:
+        result.ignore(no_host_reason("harbor"))
+        return result
+    if event_type != "pushImage":
+        reason = _HARBOR_V1_OTHER_TYPES.get(event_type)
+        if reason is None:
+            raise PayloadError(f"unknown Harbor event type {shown(event_type)}")
+        result.ignore(reason)
+        return result
+    prefix, _ = placed
+    for index, item in enumerate(require_array(payload, "events", "body")):
+        where = f"events[{index}]"
+        item = as_object(item, where)
+        name = optional_str(item, "full_name", where) or require_str(item, "repo_name", where)
+        tag = optional_str(item, "tag", where)
+        if tag is None:
+            result.ignore("push without tag")
+            continue
+        # image_id is the image (config) id, not the manifest digest: no digest is reported.
+        result.add_event(place(prefix, name), validate_tag(tag), None)
+    return result
+
+
+def parse_harbor(body: bytes, headers: Headers, hosts: HostMap = NO_HOSTS) -> ParseResult:
+    """Harbor 2.x native webhooks, "Default" and "CloudEvents" payload formats; Harbor 1.x.
 
     Format: goharbor.io "Configure Webhooks" (``type: PUSH_ARTIFACT`` with
     ``event_data.resources[]``; CloudEvents ``type: harbor.artifact.pushed`` with
     ``data.resources[]``). Each resource gives ``resource_url``
     (``<external host>/<project>/<repo>:<tag>`` or ``…@<digest>``), ``tag`` and ``digest``.
     Harbor reports only the first tag of a push; a push by digest carries the digest as its
-    ``tag`` and is ignored. The Harbor 1.x shape (``event_type: pushImage``) has no registry
-    host and is ignored. Other Harbor event types (pull, delete, scan, quota…) are ignored.
-    The ``Authorization`` header check is the caller's job.
+    ``tag`` and is ignored. Other Harbor event types (pull, delete, scan, quota…) are ignored.
+    The Harbor 1.x shape (``event_type: pushImage``, ``events[].full_name``/``tag``, Harbor
+    1.10 docs) names no registry host: with ``harbor=<host>`` in the host map each event is
+    ``<host>/<full_name>:<tag>`` (``image_id`` is not a manifest digest, so none is given);
+    without it the delivery is ignored. The ``Authorization`` header check is the caller's job.
     """
     payload = as_object(load_json(body), "body")
-    result = ParseResult()
     if "type" not in payload and "event_type" in payload:
-        require_str(payload, "event_type", "body")
-        result.ignore("harbor 1.x payload without registry host")
-        return result
+        return _harbor_v1(payload, hosts)
+    result = ParseResult()
     event_type = require_str(payload, "type", "body")
     if event_type not in _HARBOR_PUSH_TYPES:
         reason = _HARBOR_OTHER_TYPES.get(event_type)
@@ -478,6 +523,222 @@ def parse_acr(body: bytes, headers: Headers) -> ParseResult:
     return result
 
 
+# --- Google Artifact Registry (Pub/Sub push) --------------------------------------------------
+
+_GAR_IGNORED_ACTIONS = {"DELETE": "delete event"}
+
+
+def _base64(text: str, where: str) -> bytes:
+    """Base64, standard or URL-safe alphabet, padding optional (protobuf's JSON ``bytes``)."""
+    compact = text.strip().replace("-", "+").replace("_", "/")
+    compact += "=" * (-len(compact) % 4)
+    try:
+        return base64.b64decode(compact, validate=True)
+    except (binascii.Error, ValueError):
+        raise PayloadError(f"{where} is not base64") from None
+
+
+def _gar_notification(notification: object, where: str, result: ParseResult) -> None:
+    """One Artifact Registry notification: ``{"action", "digest", "tag"}``."""
+    notification = as_object(notification, where)
+    action = require_str(notification, "action", where)
+    if action != "INSERT":
+        # Only INSERT and DELETE are documented. Pub/Sub redelivers whatever is refused until
+        # it dead-letters, so a future action is ignored rather than refused.
+        result.ignore(_GAR_IGNORED_ACTIONS.get(action, "other action"))
+        return
+    tag_ref = optional_str(notification, "tag", where)
+    digest_ref = optional_str(notification, "digest", where)
+    if tag_ref is None:
+        result.ignore("push without tag")
+        return
+    name, tag, digest = split_reference(tag_ref)
+    if not tag or digest is not None:
+        raise PayloadError(f"{where}.tag is not <host>/<repository>:<tag>")
+    host, path = split_host(name)
+    if host is None:
+        raise PayloadError(f"{where}.tag has no registry host")
+    repository = join_repository(host, path)
+    digest = None
+    if digest_ref is not None:
+        digest_name, _, digest = split_reference(digest_ref)
+        digest_host, digest_path = split_host(digest_name)
+        if not digest or digest_host is None:
+            raise PayloadError(f"{where}.digest is not <host>/<repository>@<digest>")
+        if join_repository(digest_host, digest_path) != repository:
+            raise PayloadError(f"{where}: tag and digest name different repositories")
+    result.add_event(
+        repository, validate_tag(tag), validate_digest(digest) if digest is not None else None
+    )
+
+
+def parse_gar(body: bytes, headers: Headers) -> ParseResult:
+    """Google Artifact Registry (and Container Registry) notifications, by Pub/Sub push.
+
+    Artifact Registry publishes to the topic ``gcr`` (Google Cloud docs, "Configuring Pub/Sub
+    notifications") a JSON message ``{"action": "INSERT"|"DELETE", "digest":
+    "<host>/<project>/<repo>/<image>@sha256:…", "tag": "<host>/…/<image>:<tag>"}``; an upload
+    without a tag has no ``tag``. A push subscription POSTs it wrapped (Pub/Sub docs "Push
+    subscriptions": ``{"message": {"data": <base64 message>, "attributes", "messageId",
+    "publishTime"}, "subscription"}``), or bare when "payload unwrapping" is on; both are read.
+    INSERT with a tag is an event (the digest, when present, must name the same repository);
+    INSERT without a tag and DELETE are ignored. Data that is not base64 or not a JSON object is
+    a PayloadError (400), which Pub/Sub retries with backoff until the message dead-letters.
+    """
+    payload = as_object(load_json(body), "body")
+    result = ParseResult()
+    if "message" not in payload and "action" in payload:  # payload unwrapping
+        _gar_notification(payload, "body", result)
+        return result
+    message = require_object(payload, "message", "body")
+    data = require_str(message, "data", "message")
+    decoded = _base64(data, "message.data")
+    try:
+        notification = load_json(decoded)
+    except PayloadError as exc:
+        raise PayloadError(f"message.data: {exc.reason}") from None
+    _gar_notification(notification, "message.data", result)
+    return result
+
+
+# --- JFrog Artifactory ------------------------------------------------------------------------
+
+_JFROG_DOCKER_IGNORED = {
+    "deleted": "delete event",
+    "promoted": "promote event",
+}
+
+
+def parse_jfrog(body: bytes, headers: Headers, hosts: HostMap = NO_HOSTS) -> ParseResult:
+    """JFrog Artifactory predefined webhooks, Docker domain.
+
+    Format: JFrog Platform Administration "Webhooks" → "Domain: Docker", "Docker Tag was
+    Pushed": ``{"repo_key", "event_type": "pushed", "path", "name", "sha256", "size",
+    "image_name", "tag", "platforms"}``, delivered inside the envelope ``{"domain": "docker",
+    "event_type": "pushed", "data": {…}, "subscription_key", "jpd_origin", "source"}`` (JFrog
+    "Event types"), or bare as documented; both are read. Only ``pushed`` with a tag is an
+    event; ``deleted``/``promoted`` and every other domain (artifact, build…) are ignored.
+
+    The payload names no registry host (``jpd_origin`` is the platform's URL, not necessarily
+    where docker pulls from), so the host map places it: ``jfrog:<repo_key>=host[/path]`` gives
+    ``host[/path]/<image_name>`` (subdomain or port access, or pulls through another
+    repository), else ``jfrog=host`` gives ``host/<repo_key>/<image_name>`` (the repository
+    path access method, JFrog Cloud's). Without either the push is ignored. ``sha256`` is the
+    checksum of the stored manifest file, which JFrog does not document as the registry
+    digest, so no digest is reported.
+    """
+    payload = as_object(load_json(body), "body")
+    result = ParseResult()
+    if "domain" in payload or "data" in payload:
+        domain = require_str(payload, "domain", "body")
+        if domain != "docker":
+            result.ignore("non-docker event")
+            return result
+        event_type = require_str(payload, "event_type", "body")
+        data = require_object(payload, "data", "body")
+        where = "data"
+    else:  # the docker data object alone, as the docs show it
+        data, where = payload, "body"
+        event_type = require_str(data, "event_type", where)
+    if event_type != "pushed":
+        result.ignore(_JFROG_DOCKER_IGNORED.get(event_type, "other docker event"))
+        return result
+    repo_key = require_str(data, "repo_key", where)
+    image_name = require_str(data, "image_name", where)
+    tag = optional_str(data, "tag", where)
+    if tag is None:
+        result.ignore("push without tag")
+        return result
+    placed = hosts.prefix("jfrog", repo_key)
+    if placed is None:
+        result.ignore(no_host_reason("jfrog"))
+        return result
+    prefix, per_repository = placed
+    path = image_name if per_repository else f"{repo_key}/{image_name}"
+    result.add_event(place(prefix, path), validate_tag(tag), None)
+    return result
+
+
+# --- Sonatype Nexus Repository ----------------------------------------------------------------
+
+NEXUS_COMPONENT_EVENT = "rm:repository:component"
+NEXUS_ASSET_EVENT = "rm:repository:asset"
+_NEXUS_ACTIONS = frozenset({"CREATED", "UPDATED", "DELETED"})
+
+
+def _nexus_tag(version: str | None, result: ParseResult) -> str | None:
+    if version is None:
+        result.ignore("push without tag")
+        return None
+    if ":" in version:  # a manifest stored under its digest (a push by digest, an index child)
+        result.ignore("push by digest without tag")
+        return None
+    return validate_tag(version)
+
+
+def parse_nexus(body: bytes, headers: Headers, hosts: HostMap = NO_HOSTS) -> ParseResult:
+    """Sonatype Nexus Repository 3 "Webhook: Repository" capability, docker repositories.
+
+    Format: Sonatype help "Webhooks" → "Example Headers And Payloads": header
+    ``X-Nexus-Webhook-Id`` (``rm:repository:component`` or ``rm:repository:asset``) and a body
+    ``{"timestamp", "nodeId", "initiator", "repositoryName", "action": "CREATED"|"UPDATED"|
+    "DELETED", "component": {"id", "componentId", "format", "name", "group", "version"}}`` (or
+    ``"asset": {"id", "assetId", "format", "name"}``). The kind is read from the header, else
+    from the body. For docker, a component is one tag (``name`` = ``library/nginx``,
+    ``version`` = the tag); an asset is a stored file, and a tag's manifest is the asset
+    ``v2/<name>/manifests/<tag>``.
+
+    Events: a component CREATED (a new tag), and a manifest asset CREATED or UPDATED (a new tag,
+    or an existing tag pushed again with new content, which creates no component). Other
+    actions, blobs, manifests stored by digest and non-docker formats are ignored. No digest is
+    ever sent. The payload names no registry host: ``nexus:<repositoryName>=host[/path]`` or
+    ``nexus=host`` in the host map gives ``host[/path]/<name>`` (a docker connector port or a
+    proxy in front of Nexus serves one repository per host); without it the push is ignored.
+    Signature checking (``X-Nexus-Webhook-Signature``) is the caller's job.
+    """
+    payload = as_object(load_json(body), "body")
+    result = ParseResult()
+    kind = header(headers, "X-Nexus-Webhook-Id")
+    if kind is None:  # a replayed body without headers
+        kind = NEXUS_COMPONENT_EVENT if "component" in payload else NEXUS_ASSET_EVENT
+    if kind not in (NEXUS_COMPONENT_EVENT, NEXUS_ASSET_EVENT):
+        result.ignore("not a repository component or asset event")
+        return result
+    repository_name = require_str(payload, "repositoryName", "body")
+    action = require_str(payload, "action", "body")
+    if action not in _NEXUS_ACTIONS:
+        raise PayloadError(f"unknown Nexus action {shown(action)}")
+    key = "component" if kind == NEXUS_COMPONENT_EVENT else "asset"
+    item = require_object(payload, key, "body")
+    if optional_str(item, "format", key) != "docker":
+        result.ignore(f"non-docker {key}")
+        return result
+    name = require_str(item, "name", key)
+    if key == "component":
+        if action != "CREATED":
+            result.ignore(f"component {action.lower()} event")
+            return result
+        tag = _nexus_tag(optional_str(item, "version", key), result)
+    else:
+        if action == "DELETED":
+            result.ignore("asset deleted event")
+            return result
+        manifest_path, marker, reference = name.rpartition("/manifests/")
+        if not marker or not manifest_path.startswith("v2/") or "/" in reference:
+            result.ignore("non-manifest asset")
+            return result
+        name = manifest_path[len("v2/") :]
+        tag = _nexus_tag(reference or None, result)
+    if tag is None:
+        return result
+    placed = hosts.prefix("nexus", repository_name)
+    if placed is None:
+        result.ignore(no_host_reason("nexus"))
+        return result
+    result.add_event(place(placed[0], name), tag, None)
+    return result
+
+
 # --- generic ----------------------------------------------------------------------------------
 
 
@@ -532,5 +793,27 @@ PARSERS: dict[str, Parser] = {
     "harbor": parse_harbor,
     "acr": parse_acr,
     "gitlab": parse_gitlab,
+    "gar": parse_gar,
+    "jfrog": parse_jfrog,
+    "nexus": parse_nexus,
     "generic": parse_generic,
 }
+
+#: The parsers that take the host map (:data:`~registry.webhooks.hosts.HOSTLESS_SOURCES`).
+_HOSTLESS_PARSERS: dict[str, Callable[[bytes, Headers, HostMap], ParseResult]] = {
+    "harbor": parse_harbor,
+    "jfrog": parse_jfrog,
+    "nexus": parse_nexus,
+}
+
+
+def parse(source: str, body: bytes, headers: Headers, hosts: HostMap = NO_HOSTS) -> ParseResult:
+    """Parse one delivery for ``source`` (a key of :data:`PARSERS`) with the host map: host-less
+    sources are placed by it, and every event's host is rewritten by it. Raises KeyError for an
+    unknown source and PayloadError for a bad body."""
+    hostless = _HOSTLESS_PARSERS.get(source)
+    if hostless is not None:
+        result = hostless(body, headers, hosts)
+    else:
+        result = PARSERS[source](body, headers)
+    return hosts.apply(result)
