@@ -1,4 +1,6 @@
-"""Django admin: UpdateRequests (read-only mirror, bulk approve/reject), grants, audit, tokens.
+"""Django admin: UpdateRequests (read-only mirror, bulk approve/reject), grants, audit, tokens,
+and the Notifications page (the configured channels, each with a "send test notification"
+button; linked from the admin index).
 
 The bulk actions call the same services as the dashboard and the API, so the same permission,
 namespace-grant and lifecycle rules apply row by row; each refusal is reported as a message.
@@ -7,12 +9,19 @@ namespace-grant and lifecycle rules apply row by row; each refusal is reported a
 from __future__ import annotations
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils.html import format_html
+from django.views.decorators.http import require_http_methods
 
-from . import selectors, services
+from operator_app.notify import sending as notify_sending
+from operator_app.notify.settings import ALL_EVENTS
+
+from . import rollbacks, selectors, services
 from .errors import ServiceError
 from .models import ApiToken, AuditEvent, NamespaceGrant, Phase, UpdateRequest
 from .permissions import PERMISSION, Actor
@@ -49,7 +58,7 @@ class UpdateRequestAdmin(admin.ModelAdmin):
     search_fields = ("name", "target_name", "current_image", "new_image")
     list_per_page = 50
     show_full_result_count = False
-    actions = ["approve_selected", "reject_selected"]
+    actions = ["approve_selected", "reject_selected", "roll_back_selected"]
     fieldsets = (
         (None, {"fields": ("namespace", "name", "phase", "message")}),
         ("Target", {"fields": ("target_api_version", "target_kind", "target_name",
@@ -65,6 +74,12 @@ class UpdateRequestAdmin(admin.ModelAdmin):
     # Everything comes from the cluster: nothing is editable here, nothing added or deleted.
     def get_readonly_fields(self, request, obj=None):
         return [f.name for f in self.model._meta.fields]
+
+    def get_urls(self):
+        # The Notifications page lives here for want of a model of its own: /admin/approvals/
+        # updaterequest/notifications/, named "admin:notifications", linked from the index.
+        page = self.admin_site.admin_view(notifications_view)  # staff only, CSRF-protected
+        return [path("notifications/", page, name="notifications"), *super().get_urls()]
 
     def has_add_permission(self, request):
         return False
@@ -142,6 +157,34 @@ class UpdateRequestAdmin(admin.ModelAdmin):
         self._report(request, "Approved", done, refused)
         return None
 
+    @admin.action(description="Roll back selected applied updates (and hold)",
+                  permissions=["approve"])
+    def roll_back_selected(self, request, queryset):
+        """Each applied request's workload container goes back to the image it replaced
+        (``spec.currentImage``), through the same service as the dashboard and the API."""
+        rows = self._rows(request, queryset)
+        if rows is None:
+            return None
+        actor = Actor.from_request(request)
+        done, refused = [], []
+        for row in rows:
+            if row.phase not in (Phase.COMPLETED, Phase.ROLLED_OUT, Phase.FAILED):
+                refused.append(f"{row.namespace}/{row.name}: it is {row.phase}; only applied "
+                               "updates can be rolled back")
+                continue
+            try:
+                queued = rollbacks.rollback(actor, row.target_kind, row.namespace,
+                                            row.target_name, row.container, row.current_image,
+                                            f"rolled back from the admin ({row.name})",
+                                            request=row.name)
+            except ServiceError as exc:
+                refused.append(f"{row.namespace}/{row.name}: {exc.reason}")
+                continue
+            done.append(f"{row.namespace}/{row.target_name} {queued.container} → "
+                        f"{queued.to_image}")
+        self._report(request, "Rolling back", done, refused)
+        return None
+
     @admin.action(description="Reject selected update requests…", permissions=["approve"])
     def reject_selected(self, request, queryset):
         rows = self._rows(request, queryset)
@@ -172,6 +215,52 @@ class UpdateRequestAdmin(admin.ModelAdmin):
         }
         return TemplateResponse(request, "admin/approvals/updaterequest/reject_selected.html",
                                 context)
+
+
+CHANNEL_TITLES = {"slack": "Slack", "teams": "Microsoft Teams", "webhook": "JSON webhook"}
+
+
+@require_http_methods(["GET", "POST"])
+def notifications_view(request):
+    """The globally configured notification channels (never their URLs), each with a button
+    that sends the canned test notification at once and reports the (scrubbed) answer.
+
+    Staff only (``admin_view``); the button is a CSRF-protected POST, answered with a redirect
+    back here (no resubmission on reload).
+    """
+    config = settings.HEADWIND_NOTIFY
+    if request.method == "POST":
+        name = request.POST.get("channel", "")
+        title = CHANNEL_TITLES.get(name, name)
+        if name not in config.channels:
+            messages.error(request, f"{title or 'That channel'} is not configured.")
+        else:
+            outcome = notify_sending.send_test(name)
+            if outcome.ok:
+                messages.success(request, f"{title}: test notification delivered "
+                                          f"({outcome.detail}).")
+            else:
+                messages.error(request, f"{title}: test notification failed: {outcome.detail}.")
+        return HttpResponseRedirect(reverse("admin:notifications"))
+    rows = []
+    for name, channel in config.channels.items():
+        events = "all" if channel.events == ALL_EVENTS else \
+            ", ".join(sorted(str(e) for e in channel.events))
+        signing = ""
+        if name == "webhook":
+            signing = "signed (X-Headwind-Signature)" if config.webhook_secret else \
+                "unsigned: set HEADWIND_WEBHOOK_SECRET"
+        rows.append({"name": name, "title": CHANNEL_TITLES[name], "source": channel.source,
+                     "events": events, "signing": signing})
+    context = {
+        **admin.site.each_context(request),
+        "title": "Notifications",
+        "channels": rows,
+        "unconfigured": [CHANNEL_TITLES[n] for n in CHANNEL_TITLES if n not in config.channels],
+        "dashboard_url": config.dashboard_url,
+        "storm": {"threshold": config.storm_threshold, "window": config.storm_window},
+    }
+    return TemplateResponse(request, "admin/notifications.html", context)
 
 
 class NamespaceGrantForm(forms.ModelForm):

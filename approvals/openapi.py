@@ -151,6 +151,47 @@ SCHEMAS = {
                       "items": {"$ref": "#/components/schemas/UpdateRequest"}},
         },
     },
+    "Workload": {
+        "type": "object",
+        "required": ["kind", "namespace", "name", "policy", "containers", "history"],
+        "properties": {
+            "kind": {"type": "string"}, "namespace": {"type": "string"},
+            "name": {"type": "string"}, "policy": {"type": "string"},
+            "containers": {"type": "array", "items": {
+                "type": "object",
+                "properties": {
+                    "name": {"type": "string"}, "current": {"type": "string"},
+                    "rollout": {"type": ["object", "null"],
+                                "description": "The last rollout Headwind followed "
+                                               "(headwind.sh/rollout)."},
+                    "hold": {"type": ["object", "null"],
+                             "description": "Set by a manual rollback: nothing moves the "
+                                            "container until released."},
+                    "badVersions": {"type": "array", "items": {"type": "string"}},
+                    "rollbackTargets": {"type": "array", "items": {"type": "string"},
+                                        "description": "Earlier values from the history, "
+                                                       "newest first."},
+                }}},
+            "history": {"type": "array", "items": {"type": "object"},
+                        "description": "headwind.sh/update-history, newest first."},
+        },
+    },
+    "RollbackBody": {
+        "type": "object",
+        "required": ["to"],
+        "properties": {
+            "container": {"type": "string",
+                          "description": "Optional when the workload has one container."},
+            "to": {"type": "string", "description": "An earlier image or chart version from "
+                                                    "the history (whole, or its tag)."},
+            "reason": {"type": "string", "maxLength": 1000},
+        },
+    },
+    "RollbackQueued": {
+        "type": "object",
+        "required": ["rollback", "message"],
+        "properties": {"rollback": {"type": "object"}, "message": {"type": "string"}},
+    },
     "ApproveBody": {
         "type": "object",
         "properties": {"comment": {"type": "string", "maxLength": 1000}},
@@ -225,6 +266,7 @@ def document(base_url: str = "/api/v1") -> dict:
                                   **_ACTION_ERRORS},
                 },
             },
+            **_workload_paths(),
         },
         "components": {
             "schemas": SCHEMAS,
@@ -242,4 +284,51 @@ def document(base_url: str = "/api/v1") -> dict:
                                            "the X-CSRFToken header."},
             },
         },
+    }
+
+
+_WORKLOAD_PARAMS = [
+    {"name": "namespace", "in": "path", "required": True, "schema": {"type": "string"}},
+    {"name": "kind", "in": "path", "required": True, "schema": {"type": "string"},
+     "description": f"{', '.join(KINDS)}, lower-case or plural as well."},
+    {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}},
+]
+
+
+def _workload_action(operation: str, summary: str, body: dict, ok: dict) -> dict:
+    return {"parameters": _WORKLOAD_PARAMS, "post": {
+        "operationId": operation, "summary": summary,
+        "requestBody": {"required": True, "content": {"application/json": {"schema": body}}},
+        "responses": {**ok, **_ACTION_ERRORS,
+                      "404": _error("No such workload, kind or container."),
+                      "409": _error("Not possible now: not in the history, already there, "
+                                    "nothing to release.")}}}
+
+
+def _workload_paths() -> dict:
+    workload = _ok("#/components/schemas/Workload", "The workload after the change.")
+    return {
+        "/workloads/{namespace}/{kind}/{name}": {"parameters": _WORKLOAD_PARAMS, "get": {
+            "operationId": "getWorkload",
+            "summary": "A workload's containers, rollouts, holds, bad versions and history",
+            "responses": {"200": _ok("#/components/schemas/Workload", "The workload."),
+                          **_COMMON_ERRORS,
+                          "403": _error("Kubernetes RBAC does not allow reading it."),
+                          "404": _error("No such workload.")}}},
+        "/workloads/{namespace}/{kind}/{name}/rollback": _workload_action(
+            "rollbackWorkload",
+            "Roll a container (or chart) back to an earlier value from its history, and hold "
+            "it there",
+            {"$ref": "#/components/schemas/RollbackBody"},
+            {"202": _ok("#/components/schemas/RollbackQueued",
+                        "The rollback is queued; the body names the change.")}),
+        "/workloads/{namespace}/{kind}/{name}/hold/release": _workload_action(
+            "releaseHold", "Let updates move a held container again",
+            {"type": "object", "required": ["container"],
+             "properties": {"container": {"type": "string"}}}, {"200": workload}),
+        "/workloads/{namespace}/{kind}/{name}/bad-versions/clear": _workload_action(
+            "clearBadVersion", "Let a version rolled back as bad be applied again",
+            {"type": "object", "required": ["container", "version"],
+             "properties": {"container": {"type": "string"}, "version": {"type": "string"}}},
+            {"200": workload}),
     }

@@ -5,7 +5,8 @@
 =============  ==================================================================================
 ``namespace``  exact namespace; several separated by commas
 ``kind``       target kind (Deployment, StatefulSet, DaemonSet, CronJob), case-blind
-``phase``      Pending, Approved, Rejected, Completed, Failed, Expired, Superseded, case-blind
+``phase``      Pending, Approved, Rejected, Completed, RolledOut, RolledBack, Failed, Expired,
+               Superseded, case-blind
 ``policy``     the request's policy (patch, minor, major, ...)
 ``q``          case-insensitive substring of name, target name, current or new image
 ``sort``       one of :data:`SORTS`; a leading ``-`` reverses; default ``pending`` (pending first,
@@ -27,8 +28,8 @@ from operator_app.workloads import KINDS as WORKLOAD_KINDS
 from .models import Phase, UpdateRequest
 
 KINDS = tuple(WORKLOAD_KINDS)
-PHASE_ORDER = (Phase.PENDING, Phase.APPROVED, Phase.FAILED, Phase.COMPLETED, Phase.REJECTED,
-               Phase.EXPIRED, Phase.SUPERSEDED)
+PHASE_ORDER = (Phase.PENDING, Phase.APPROVED, Phase.FAILED, Phase.COMPLETED, Phase.ROLLED_BACK,
+               Phase.ROLLED_OUT, Phase.REJECTED, Phase.EXPIRED, Phase.SUPERSEDED)
 MAX_VALUE = 1024
 
 #: sort key → ordering (ascending); ``-key`` reverses every column but the tie-breaker.

@@ -26,10 +26,11 @@ from datetime import UTC, datetime
 from django.db import DatabaseError
 from django.utils import timezone
 
-from operator_app import apply, attribution, kube
+from operator_app import apply, attribution, kube, notify
 from operator_app import proposals as ur
 from operator_app.approved import command_for
 from operator_app.proposals import PhaseConflict, StatusContention, phase_of, rfc3339
+from operator_app.workloads import kind_of
 
 from . import audit, cluster, mirror
 from .errors import Conflict, InvalidInput, NotAllowed, NotFound, ServiceError, Unavailable
@@ -79,6 +80,9 @@ def approve(actor: Actor, namespace: str, name: str, comment: str = "") -> Updat
                  approvals=len(status.get("approvals") or []),
                  required=spec.get("approvalsRequired", 1), new_image=spec.get("newImage"),
                  comment=comment)
+    _notify(api, obj, notify.Event.REQUEST_APPROVED, actor.username, comment,
+            approvals=len(status.get("approvals") or []),
+            required=int(spec.get("approvalsRequired") or 1))
     return row
 
 
@@ -96,6 +100,7 @@ def reject(actor: Actor, namespace: str, name: str, reason: str) -> UpdateReques
     row = _mirror(obj)
     audit.record(actor.username, "reject", target, audit.SUCCESS, reason, via=actor.via,
                  new_image=(obj.get("spec") or {}).get("newImage"))
+    _notify(api, obj, notify.Event.REQUEST_REJECTED, actor.username, reason)
     return row
 
 
@@ -225,6 +230,28 @@ def _queue(actor: Actor, obj: dict) -> UpdateRequest | None:
         return mirror.upsert(failed)
 
 
+def _notify(api, obj: dict, event: notify.Event, actor: str, reason: str = "", *,
+            approvals: int | None = None, required: int | None = None) -> None:
+    """Tell people about a request (``operator_app.notify``; never raises). The target's own
+    ``headwind.sh/notify`` routes it: read best effort, the global channels otherwise."""
+    meta, spec = obj["metadata"], obj.get("spec") or {}
+    ref = spec.get("targetRef") or {}
+    annotations: dict = {}
+    try:
+        target = kube.request(api, "GET", kind_of(ref.get("kind", "")).object_path(
+            meta["namespace"], ref.get("name", "")))
+        annotations = (target.get("metadata") or {}).get("annotations") or {}
+    except (kube.KubeError, ValueError) as exc:
+        log.info("notification for %s/%s routed without the target's annotations: %s",
+                 meta["namespace"], meta["name"], exc)
+    notify.emit(notify.Notice(
+        event=event, kind=ref.get("kind", ""), namespace=meta["namespace"],
+        name=ref.get("name", ""), slot=spec.get("containerName", ""),
+        from_ref=spec.get("currentImage", ""), to_ref=spec.get("newImage", ""),
+        policy=spec.get("policy", ""), actor=actor, reason=reason, request=meta["name"],
+        approvals=approvals, required=required, annotations=annotations))
+
+
 # --------------------------------------------------------------------------------------------
 # Checks
 # --------------------------------------------------------------------------------------------
@@ -302,6 +329,8 @@ def _mark_expired(api, obj: dict) -> dict | None:
     mirror.upsert(updated)
     audit.record("headwind", "expire", f"{namespace}/{name}", audit.SUCCESS,
                  f"not approved before {expires_at}")
+    _notify(api, updated, notify.Event.REQUEST_EXPIRED, "headwind",
+            f"not approved before {expires_at}")
     log.info("UpdateRequest %s/%s expired (expiresAt %s)", namespace, name, expires_at)
     return updated
 

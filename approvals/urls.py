@@ -7,7 +7,7 @@ Django's own auth views and templates find their URL names (``login``, ``passwor
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from . import views
+from . import views, workload_views
 
 dashboard = [
     path("", views.dashboard, name="dashboard"),
@@ -15,6 +15,14 @@ dashboard = [
     path("updates/<str:namespace>/<str:name>/row", views.row, name="row"),
     path("updates/<str:namespace>/<str:name>/approve", views.approve, name="approve"),
     path("updates/<str:namespace>/<str:name>/reject", views.reject, name="reject"),
+    path("workloads/<str:namespace>/<str:kind>/<str:name>", workload_views.workload,
+         name="workload"),
+    path("workloads/<str:namespace>/<str:kind>/<str:name>/rollback", workload_views.rollback,
+         name="rollback"),
+    path("workloads/<str:namespace>/<str:kind>/<str:name>/hold/release",
+         workload_views.release_hold, name="release-hold"),
+    path("workloads/<str:namespace>/<str:kind>/<str:name>/bad-versions/clear",
+         workload_views.clear_bad_version, name="clear-bad-version"),
 ]
 
 urlpatterns = [

@@ -144,6 +144,9 @@ class OperatorSettings:
     worker_metrics_port: int = 9091
     poller_metrics_port: int = 9092
     expiry_interval: float = 60.0
+    #: Seconds between the rollout watcher's passes over every followed rollout (it also
+    #: checks a target at once when a watch event shows it changed).
+    rollout_check_interval: float = 2.0
     token_review_cache_seconds: float = 60.0
     #: HEADWIND_REGISTRY_HOST_MAP, parsed: see :func:`_host_map` and docs/webhooks.md.
     registry_host_map: tuple[tuple[str, str], ...] = ()
@@ -170,6 +173,8 @@ class OperatorSettings:
             worker_metrics_port=_port(environ, "HEADWIND_WORKER_METRICS_PORT", 9091),
             poller_metrics_port=_port(environ, "HEADWIND_POLLER_METRICS_PORT", 9092),
             expiry_interval=number(environ, "HEADWIND_EXPIRY_INTERVAL", 60.0, minimum=1),
+            rollout_check_interval=number(environ, "HEADWIND_ROLLOUT_CHECK_INTERVAL", 2.0,
+                                          minimum=0.2),
             token_review_cache_seconds=number(
                 environ, "HEADWIND_TOKEN_REVIEW_CACHE_SECONDS", 60.0, minimum=0),
             registry_host_map=_host_map(environ, "HEADWIND_REGISTRY_HOST_MAP"),

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from django.conf import settings
 
@@ -20,11 +20,18 @@ from approvals.expiry import expire
 from approvals.mirror import UpdateRequestMirror
 from operator_app import eventqueue, kube, metrics, recorder
 from operator_app.approved import ApprovalWork
-from operator_app.cache import HelmReleaseInformer, Informer, SourceCache, WorkloadCache
+from operator_app.cache import (
+    HelmReleaseInformer,
+    Informer,
+    Observer,
+    SourceCache,
+    WorkloadCache,
+)
 from operator_app.dispatch import ClusterDispatcher, RecordingDispatcher
 from operator_app.engine import Engine
 from operator_app.leader import LeaderElector
 from operator_app.periodic import LeaderLoop
+from operator_app.rollouts import RolloutWatcher
 from operator_app.tasks import queue_update
 from operator_app.workloads import HELMRELEASE, KINDS, SOURCE_KINDS
 from registry.credentials import CredentialStore
@@ -42,7 +49,8 @@ class Replica:
     """What every long-running replica has: a stop event set by SIGINT/SIGTERM, warm caches of
     every workload kind, and (once :meth:`elect` ran) a leader Lease."""
 
-    def __init__(self, api, stop: threading.Event | None = None) -> None:
+    def __init__(self, api, stop: threading.Event | None = None,
+                 observers: Sequence[Observer] = ()) -> None:
         self.api = api
         self.stop = stop or threading.Event()
         if threading.current_thread() is threading.main_thread():
@@ -52,11 +60,12 @@ class Replica:
         self.elector: LeaderElector | None = None
         self.sources: dict[str, SourceCache] = {}
         releases = HelmReleaseInformer(api, HELMRELEASE, self.cache, self.stop,
-                                       sources=self.source, report=self._report_unfollowed)
+                                       sources=self.source, report=self._report_unfollowed,
+                                       observers=observers)
         self.sources = {kind.kind: SourceCache(api, kind, self.stop, releases.source_changed)
                         for kind in SOURCE_KINDS.values()}
         self.informers: list = [
-            *(Informer(api, kind, self.cache, self.stop) for kind in KINDS.values()
+            *(Informer(api, kind, self.cache, self.stop, observers) for kind in KINDS.values()
               if kind is not HELMRELEASE),
             releases, *self.sources.values()]
         for informer in self.informers:
@@ -109,8 +118,13 @@ def _ensure_namespace(api, namespace: str) -> None:
 def run_operator(api, *, lease_namespace: str | None = None, identity: str | None = None,
                  stop: threading.Event | None = None, dispatcher=None) -> None:
     """``manage.py run_operator``: caches, leader election, the event stream, polling (when
-    enabled), the UpdateRequest mirror and expiry. Returns when ``stop`` is set."""
-    replica = Replica(api, stop)
+    enabled), the UpdateRequest mirror, expiry and the rollout watcher. Returns when ``stop``
+    is set."""
+    stop = stop or threading.Event()
+    rollouts = RolloutWatcher(api, queue_update, stop, lambda: replica.may_act(),
+                              interval=settings.HEADWIND.rollout_check_interval)
+    replica = Replica(api, stop, observers=[rollouts.observe])
+    rollouts.start()
     metrics.serve(settings.HEADWIND.operator_metrics_port)
     elector = replica.elect("headwind-operator", lease_namespace, identity)
     engine = Engine(replica.cache, dispatcher or ClusterDispatcher(api))

@@ -244,6 +244,16 @@ try:
 except ConfigError as _exc:
     raise ImproperlyConfigured(str(_exc)) from None
 
+# Notifications (Slack, Teams, a signed JSON webhook; docs/notifications.md): channels, event
+# filters, the dashboard link, read and checked once, here. Messages never repeat a URL.
+from operator_app.notify.settings import NotifyConfigError  # noqa: E402
+from operator_app.notify.settings import from_environ as _notify_from_environ  # noqa: E402
+
+try:
+    HEADWIND_NOTIFY = _notify_from_environ(os.environ)
+except NotifyConfigError as _exc:
+    raise ImproperlyConfigured(str(_exc)) from None
+
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 
 CELERY_BROKER_URL = REDIS_URL

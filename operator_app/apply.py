@@ -15,7 +15,14 @@ in three steps, so each can be read (and tested) on its own:
    and the checks run again.
 
 Every update writes ``headwind.sh/last-update`` (plain RFC 3339 UTC, so the interval check can
-always read it back) and ``headwind.sh/update-history`` for every workload kind.
+always read it back) and ``headwind.sh/update-history`` for every workload kind, and, in the same
+patch, the rollout Headwind will follow (``headwind.sh/rollout``, see
+:mod:`operator_app.rollouts`).
+
+A **rollback** (``purpose="rollback"``) runs the same way with its own checks: only when the slot
+still runs exactly what Headwind applied (``expected_image``; a change by someone else stops
+it), without policy or interval checks. It records itself in the history as a rollback, marks
+the version it took back as bad (automatic rollbacks) or holds the slot (manual ones).
 """
 
 from __future__ import annotations
@@ -25,13 +32,22 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from . import attribution, metrics, proposals, recorder
-from .core.policy import InvalidPolicy, Policy, PolicySpec, decide
+from . import attribution, metrics, notify, proposals, recorder
+from .core import rollout
+from .core.policy import (
+    DEFAULT_ROLLOUT_TIMEOUT_SECONDS,
+    InvalidPolicy,
+    Policy,
+    PolicySpec,
+    decide,
+)
+from .core.rollout import Hold, RolloutRecord, RolloutState
 from .kube import KubeError, request
 from .proposals import Phase, PhaseConflict, StatusContention, parse_rfc3339, rfc3339
+from .target_state import StateContention, annotation_ops, update_annotations
 from .workloads import (
     CHART_SLOT,
     SOURCE_KINDS,
@@ -52,6 +68,7 @@ MAX_ATTEMPTS = 5
 FUTURE_TOLERANCE_SECONDS = 60
 
 Outcome = Literal["applied", "already", "deferred", "stale", "failed"]
+Purpose = Literal["update", "rollback"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +78,10 @@ class UpdateCommand:
     ``expected_image`` is what the container ran when the update was decided (a different live
     image means someone else moved it); ``request`` names the UpdateRequest an approved update
     came from (None for a direct update); ``actor`` is who decided, for history and Events.
+
+    A rollback (``purpose="rollback"``) puts ``new_image`` back over ``expected_image``;
+    ``mark_bad`` records the version it takes back as bad (automatic rollbacks), ``hold`` pins
+    the slot (manual ones); ``reason`` says why, for the history and the Events.
     """
 
     kind: str
@@ -71,10 +92,18 @@ class UpdateCommand:
     expected_image: str | None = None
     request: str | None = None
     actor: str = "headwind"
+    purpose: Purpose = "update"
+    mark_bad: bool = False
+    hold: bool = False
+    reason: str = ""
 
     @property
     def label(self) -> str:
         return f"{self.kind} {self.namespace}/{self.name} container {self.container}"
+
+    @property
+    def is_rollback(self) -> bool:
+        return self.purpose == "rollback"
 
     def to_message(self) -> dict:
         """The JSON-safe form a Celery message carries."""
@@ -194,10 +223,13 @@ def apply_update(api, command: UpdateCommand, *, now: datetime | None = None) ->
         parse_artifact(command.kind, command.new_image)
     except ValueError as exc:
         return _failed(api, command, None, str(exc))
-    if command.request:
+    if command.is_rollback and not command.expected_image:
+        return _failed(api, command, None, "a rollback must name the image it replaces")
+    if command.request and not command.is_rollback:
         refusal = _request_refusal(api, command)
         if refusal is not None:
             return refusal
+    checks = ROLLBACK_CHECKS if command.is_rollback else CHECKS
 
     tested_rv: str | None = None
     last_error: KubeError | None = None
@@ -216,7 +248,7 @@ def apply_update(api, command: UpdateCommand, *, now: datetime | None = None) ->
             # Nothing changed, so the patch was refused on its merits (validation, admission).
             return _failed(api, command, live.obj,
                            f"the API server refused the patch: {last_error.message}")
-        for check in CHECKS:
+        for check in checks:
             refusal = check(api, command, live, now)
             if refusal is not None:
                 return refusal
@@ -239,7 +271,8 @@ def apply_update(api, command: UpdateCommand, *, now: datetime | None = None) ->
                 raise
             return _failed(api, command, live.obj,
                            f"the API server refused the patch: {exc.message}")
-        return _applied(api, command, live)
+        _write_target_state(api, command, live, now)
+        return _applied(api, command, live, now)
 
     raise WorkloadContention(f"{command.kind} {command.namespace}/{command.name} changed during "
                              f"each of {MAX_ATTEMPTS} attempts (last: {last_error})")
@@ -291,6 +324,10 @@ def _check_still_wanted(api, command: UpdateCommand, live: LiveContainer,
         refusal = "the workload now requires approval"
     elif not spec.applies_to_container(command.container):
         refusal = f"headwind.sh/images no longer includes {command.container}"
+    elif command.container in spec.held:
+        refusal = f"{command.container} is held by a manual rollback (headwind.sh/hold)"
+    elif _marked_bad(spec, command):
+        refusal = "this version was rolled back as bad (headwind.sh/bad-versions)"
     else:
         return None
     return _logged("stale", f"{command.label} → {command.new_image} not applied: {refusal}")
@@ -311,6 +348,29 @@ def _check_not_moved_by_others(api, command: UpdateCommand, live: LiveContainer,
         f"expected: changed by someone else, so {command.new_image} is not applied",
         outcome="stale",
     )
+
+
+def _marked_bad(spec: PolicySpec, command: UpdateCommand) -> bool:
+    try:
+        key = spec.version_key(parse_artifact(command.kind, command.new_image))
+    except ValueError:
+        return False
+    return key is not None and spec.is_bad(command.container, key)
+
+
+def _check_rollback_expected(api, command: UpdateCommand, live: LiveContainer,
+                             now: datetime) -> ApplyResult | None:
+    """A rollback replaces exactly what was there when it was decided, or nothing."""
+    if live.image == command.expected_image:
+        return None
+    message = (f"container {command.container} runs {live.image}, not {command.expected_image}:"
+               f" changed by someone else, so it is not rolled back to {command.new_image}")
+    metrics.ROLLBACKS_FAILED.labels(command.namespace).inc()
+    _event(api, command, live.obj, "Warning", "RollbackSkipped", message)
+    _notify(notify.Event.ROLLBACK_FAILED, command, live.annotations, live.image, message)
+    _finish_rollout(api, command, live, RolloutState.SUPERSEDED, message, now)
+    log.warning("stale: %s: %s", command.label, message)
+    return ApplyResult("stale", message)
 
 
 def _still_an_upgrade(spec: PolicySpec, kind: str, live: str, new_image: str) -> bool:
@@ -352,6 +412,11 @@ CHECKS: tuple[Check, ...] = (
     _check_still_wanted,
     _check_not_moved_by_others,
     _check_interval,
+)
+#: A rollback is not the policy's decision: no policy, interval or still-wanted checks.
+ROLLBACK_CHECKS: tuple[Check, ...] = (
+    _check_not_there_yet,
+    _check_rollback_expected,
 )
 
 
@@ -411,10 +476,6 @@ def _interval_wait(interval: int, last_text: str | None, now: datetime,
 # --------------------------------------------------------------------------------------------
 
 
-def _escape(key: str) -> str:
-    return key.replace("~", "~0").replace("/", "~1")
-
-
 def _history(existing: str | None, entry: dict) -> str:
     try:
         previous = json.loads(existing) if existing else []
@@ -427,27 +488,120 @@ def _history(existing: str | None, entry: dict) -> str:
 
 
 def _patch(live: LiveContainer, command: UpdateCommand, now: datetime) -> list[dict]:
+    """The value, the history and last-update (next to the value) and, when the value lives in
+    the target itself, the target's rollout state: one atomic write."""
     location = live.location
-    annotations = live.written_annotations
     stamp = rfc3339(now)
-    history = _history(annotations.get(UPDATE_HISTORY), {
-        "at": stamp, "container": command.container, "from": live.image,
-        "to": command.new_image, "by": command.actor, "request": command.request,
-    })
-    ops: list[dict] = [
+    entry = {"at": stamp, "container": command.container, "from": live.image,
+             "to": command.new_image, "by": command.actor, "request": command.request}
+    if command.is_rollback:
+        entry.update(rollback=True, reason=command.reason or None)
+    changes = {LAST_UPDATE: stamp,
+               UPDATE_HISTORY: _history(live.written_annotations.get(UPDATE_HISTORY), entry)}
+    if _state_with_value(live):
+        changes.update(_state_changes(live, command, now))
+    return [
         {"op": "test", "path": "/metadata/resourceVersion", "value": live.resource_version},
         *location.tests,
         {"op": "replace", "path": location.pointer,
          "value": location.value_for(command.new_image)},
+        *annotation_ops(live.written_annotations, changes),
     ]
-    if not annotations:
-        ops.append({"op": "add", "path": "/metadata/annotations",
-                    "value": {LAST_UPDATE: stamp, UPDATE_HISTORY: history}})
-    else:
-        for key, value in ((LAST_UPDATE, stamp), (UPDATE_HISTORY, history)):
-            ops.append({"op": "add", "path": f"/metadata/annotations/{_escape(key)}",
-                        "value": value})
-    return ops
+
+
+def _state_with_value(live: LiveContainer) -> bool:
+    """Pod-template kinds and HelmRepository-sourced HelmReleases hold the value themselves;
+    an OCIRepository-sourced HelmRelease keeps it in the OCIRepository."""
+    return live.location.obj is live.obj
+
+
+def _state_changes(live: LiveContainer, command: UpdateCommand, now: datetime) -> dict:
+    """The target's state annotations after this change: the rollout to follow, and for a
+    rollback the bad version or the hold."""
+    annotations = live.annotations
+    try:
+        followed = rollout.rollouts(annotations)
+        bad = rollout.bad_versions(annotations)
+        held = rollout.holds(annotations)
+    except rollout.InvalidState as exc:  # written by hand: start over rather than refuse
+        log.warning("%s: %s; rewritten", command.label, exc)
+        followed, bad, held = {}, {}, {}
+    spec = _policy(live)
+    timeout = (spec.rollout_timeout_seconds if isinstance(spec, PolicySpec)
+               else DEFAULT_ROLLOUT_TIMEOUT_SECONDS)
+    followed[command.container] = RolloutRecord(
+        slot=command.container, to=command.new_image, from_=live.image, started=precise_time(now),
+        deadline=rfc3339(now + timedelta(seconds=timeout)),
+        auto_rollback=bool(isinstance(spec, PolicySpec) and spec.auto_rollback
+                           and not command.is_rollback),
+        rollback=command.is_rollback, request=command.request, by=command.actor,
+        reason=command.reason)
+    changes: dict[str, str | None] = {rollout.ANNOTATION_ROLLOUT: rollout.dump(followed)}
+    if command.mark_bad and isinstance(spec, PolicySpec):
+        try:
+            key = spec.version_key(parse_artifact(command.kind, live.image))
+        except ValueError:
+            key = None
+        if key:
+            bad[command.container] = bad.get(command.container, frozenset()) | {key}
+            changes[rollout.ANNOTATION_BAD_VERSIONS] = rollout.dump(bad)
+    if command.hold:
+        try:
+            version = str(parse_artifact(command.kind, command.new_image).effective_tag or "")
+        except ValueError:
+            version = command.new_image
+        held[command.container] = Hold(version or command.new_image, command.actor,
+                                       rfc3339(now), command.reason)
+        changes[rollout.ANNOTATION_HOLD] = rollout.dump(held)
+    return changes
+
+
+def _write_target_state(api, command: UpdateCommand, live: LiveContainer,
+                        now: datetime) -> None:
+    """For a value kept in another object (an OCIRepository), the target's state follows in
+    a second, guarded write. Should this process die in between, the update stands without a
+    followed rollout (documented in docs/rollback.md)."""
+    if _state_with_value(live):
+        return
+    path = live.kind.object_path(command.namespace, command.name)
+
+    def change(obj: dict) -> dict:
+        fresh = LiveContainer(live.kind, obj, live.image, live.location)
+        return _state_changes(fresh, command, now)
+
+    try:
+        update_annotations(api, path, change)
+    except (KubeError, StateContention) as exc:
+        log.warning("%s: rollout state not written: %s", command.label, exc)
+
+
+def precise_time(moment: datetime) -> str:
+    """RFC 3339 with milliseconds: rollout timings are measured from it."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + \
+        f"{moment.microsecond // 1000:03d}Z"
+
+
+def _finish_rollout(api, command: UpdateCommand, live: LiveContainer, state: RolloutState,
+                    reason: str, now: datetime) -> None:
+    """Close the slot's watched rollout (a rollback that cannot go ahead)."""
+    path = live.kind.object_path(command.namespace, command.name)
+
+    def change(obj: dict) -> dict | None:
+        annotations = (obj.get("metadata") or {}).get("annotations") or {}
+        try:
+            followed = rollout.rollouts(annotations)
+        except rollout.InvalidState:
+            return None
+        record = followed.get(command.container)
+        if record is None or record.final:
+            return None
+        followed[command.container] = record.finish(state, reason, rfc3339(now))
+        return {rollout.ANNOTATION_ROLLOUT: rollout.dump(followed)}
+
+    try:
+        update_annotations(api, path, change)
+    except (KubeError, StateContention) as exc:
+        log.warning("%s: rollout state not written: %s", command.label, exc)
 
 
 # --------------------------------------------------------------------------------------------
@@ -467,28 +621,82 @@ def _describe(command: UpdateCommand, old: str) -> str:
     return f"container {command.container}: {old} → {command.new_image} ({by})"
 
 
-def _applied(api, command: UpdateCommand, live: LiveContainer) -> ApplyResult:
+def _applied(api, command: UpdateCommand, live: LiveContainer, now: datetime) -> ApplyResult:
     message = _describe(command, live.image)
+    if command.is_rollback:
+        return _rolled_back(api, command, live, message, now)
     metrics.UPDATES_APPLIED.labels(command.kind, command.namespace).inc()
     if command.container == CHART_SLOT:
         metrics.HELM_UPDATES_APPLIED.labels(command.namespace).inc()
     _event(api, command, live.obj, "Normal", "ImageUpdated", message)
     _set_request(api, command, Phase.COMPLETED, message, completed=True)
+    _notify(notify.Event.UPDATE_APPLIED, command, live.annotations, live.image)
     log.info("applied: %s %s/%s %s", command.kind, command.namespace, command.name, message)
     return ApplyResult("applied", message)
 
 
+def _rolled_back(api, command: UpdateCommand, live: LiveContainer, message: str,
+                 now: datetime) -> ApplyResult:
+    metrics.ROLLBACKS.labels(command.kind, command.namespace).inc()
+    if command.mark_bad:
+        metrics.ROLLBACKS_AUTOMATIC.labels(command.namespace).inc()
+        queued = _queued_at(live, command.container)
+        if queued is not None:
+            metrics.ROLLBACK_SECONDS.observe(max((now - queued).total_seconds(), 0.0))
+    else:
+        metrics.ROLLBACKS_MANUAL.labels(command.namespace).inc()
+    why = f": {command.reason}" if command.reason else ""
+    text = f"rolled back {message}{why}"
+    _event(api, command, live.obj, "Normal", "RolledBack", text)
+    _notify(notify.Event.ROLLBACK_COMPLETED, command, live.annotations, live.image,
+            command.reason)
+    if command.request:
+        try:
+            proposals.set_phase(api, command.namespace, command.request, Phase.ROLLED_BACK,
+                                message=text, expect_phases=set(proposals.APPLIED_PHASES))
+        except PhaseConflict as exc:
+            log.info("UpdateRequest left as it is: %s", exc)
+        except (KubeError, StatusContention) as exc:
+            log.warning("could not mark UpdateRequest %s/%s RolledBack: %s", command.namespace,
+                        command.request, exc)
+    log.info("rolled back: %s %s/%s %s", command.kind, command.namespace, command.name, message)
+    return ApplyResult("applied", text)
+
+
+def _queued_at(live: LiveContainer, slot: str) -> datetime | None:
+    try:
+        record = rollout.rollouts(live.annotations).get(slot)
+    except rollout.InvalidState:
+        return None
+    return parse_rfc3339(record.queued) if record is not None else None
+
+
 def _already(api, command: UpdateCommand) -> ApplyResult:
     message = f"{command.label} already runs {command.new_image}"
+    if command.is_rollback:
+        return _logged("already", message)
     _set_request(api, command, Phase.COMPLETED, message, completed=True)
     return _logged("already", message)
 
 
 def _failed(api, command: UpdateCommand, obj: dict | None, message: str, *,
             outcome: Outcome = "failed", record_request: bool = True) -> ApplyResult:
+    annotations = ((obj or {}).get("metadata") or {}).get("annotations") or {}
+    if command.is_rollback:
+        metrics.ROLLBACKS_FAILED.labels(command.namespace).inc()
+        _event(api, command, obj, "Warning", "RollbackFailed",
+               f"container {command.container} → {command.new_image}: {message}")
+        _notify(notify.Event.ROLLBACK_FAILED, command, annotations,
+                command.expected_image or "", message)
+        log.warning("%s: rollback %s → %s: %s", outcome, command.label, command.new_image,
+                    message)
+        return ApplyResult(outcome, message)
     metrics.UPDATES_FAILED.labels(command.kind, command.namespace).inc()
     _event(api, command, obj, "Warning", "ImageUpdateFailed",
            f"container {command.container} → {command.new_image}: {message}")
+    if outcome == "failed":
+        _notify(notify.Event.UPDATE_FAILED, command, annotations, command.expected_image or "",
+                message)
     if record_request:
         _set_request(api, command, Phase.FAILED, message)
     log.warning("%s: %s → %s: %s", outcome, command.label, command.new_image, message)
@@ -510,6 +718,16 @@ def _set_request(api, command: UpdateCommand, phase: Phase, message: str, *,
     except (KubeError, StatusContention) as exc:
         log.warning("could not mark UpdateRequest %s/%s %s: %s", command.namespace,
                     command.request, phase, exc)
+
+
+def _notify(event: notify.Event, command: UpdateCommand, annotations: dict, from_ref: str,
+            reason: str = "") -> None:
+    """Tell people (``operator_app.notify``: queued in the background, never raises)."""
+    notify.emit(notify.Notice(
+        event=event, kind=command.kind, namespace=command.namespace, name=command.name,
+        slot=command.container, from_ref=from_ref, to_ref=command.new_image,
+        policy=annotations.get("headwind.sh/policy", ""), actor=command.actor, reason=reason,
+        request=command.request, annotations=annotations))
 
 
 def _event(api, command: UpdateCommand, obj: dict | None, event_type: str, reason: str,

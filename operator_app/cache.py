@@ -219,25 +219,41 @@ class ListWatcher(threading.Thread):
             self.apply_event(kind, obj)
 
 
+#: Told of every object an informer lists or sees change: (kind, event type, whole object).
+Observer = Callable[[TargetKind, str, dict], None]
+
+
 class Informer(ListWatcher):
-    """Keeps one workload kind's opted-in objects in the cache."""
+    """Keeps one workload kind's opted-in objects in the cache, and shows every object it sees
+    to the ``observers`` (the rollout watcher reads status the cache does not keep)."""
 
     def __init__(self, api, kind: TargetKind, cache: WorkloadCache,
-                 stop: threading.Event) -> None:
+                 stop: threading.Event, observers: Iterable[Observer] = ()) -> None:
         super().__init__(api, kind.collection_path(), kind.kind, stop)
         self.kind = kind
         self.cache = cache
+        self.observers = tuple(observers)
 
     def project(self, obj: dict) -> WorkloadProjection | None:
         return project(self.kind, obj)
 
+    def _observed(self, event_type: str, obj: dict) -> dict:
+        for observer in self.observers:
+            try:
+                observer(self.kind, event_type, obj)
+            except Exception:  # noqa: BLE001 - an observer must not break the cache
+                log.exception("%s observer failed", self.label)
+        return obj
+
     def replace(self, objects: Iterator[dict]) -> None:
-        items = [p for p in (self.project(obj) for obj in objects) if p is not None]
+        items = [p for p in (self.project(self._observed("ADDED", obj)) for obj in objects)
+                 if p is not None]
         self.cache.replace_kind(self.kind.kind, items)
         metrics.WATCHED.labels(self.kind.kind).set(self.cache.count(self.kind.kind))
         log.info("%s: %d opted-in workloads listed", self.kind.kind, len(items))
 
     def apply_event(self, event_type: str, obj: dict) -> None:
+        self._observed(event_type, obj)
         meta = obj.get("metadata") or {}
         key = (self.kind.kind, meta.get("namespace", ""), meta.get("name", ""))
         projection = self.project(obj) if event_type != "DELETED" else None
@@ -308,8 +324,9 @@ class HelmReleaseInformer(Informer):
 
     def __init__(self, api, kind: TargetKind, cache: WorkloadCache, stop: threading.Event,
                  sources: Callable[[str, str, str], dict | None],
-                 report: Callable[[dict, str], None] = lambda obj, why: None) -> None:
-        super().__init__(api, kind, cache, stop)
+                 report: Callable[[dict, str], None] = lambda obj, why: None,
+                 observers: Iterable[Observer] = ()) -> None:
+        super().__init__(api, kind, cache, stop, observers)
         self.sources = sources
         self.report = report
         self._lock = threading.Lock()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from . import proposals
+from . import notify, proposals
 from .apply import UpdateCommand
 from .engine import UpdatePlan
 from .workloads import KINDS
@@ -33,6 +33,11 @@ class ClusterDispatcher:
             )
         log.info("UpdateRequest %s/%s: %s", plan.workload.namespace, result.name,
                  "created" if result.created else (result.skipped_reason or "already exists"))
+        if result.created:
+            _notify(notify.Event.REQUEST_CREATED, plan, request=result.name)
+        for name in result.superseded:
+            _notify(notify.Event.REQUEST_SUPERSEDED, plan, request=name,
+                    reason=f"superseded by {result.name} ({plan.new_image})")
 
     def apply(self, plan: UpdatePlan) -> None:
         from .tasks import queue_update
@@ -42,6 +47,17 @@ class ClusterDispatcher:
             container=plan.container, new_image=plan.new_image,
             expected_image=plan.current_image,
         ))
+        _notify(notify.Event.UPDATE_DETECTED, plan)
+
+
+def _notify(event: notify.Event, plan: UpdatePlan, *, request: str | None = None,
+            reason: str | None = None) -> None:
+    workload = plan.workload
+    notify.emit(notify.Notice(
+        event=event, kind=workload.kind, namespace=workload.namespace, name=workload.name,
+        slot=plan.container, from_ref=plan.current_image, to_ref=plan.new_image,
+        policy=plan.spec.policy.value, actor="headwind", reason=reason or plan.reason,
+        request=request, annotations=workload.annotation_map))
 
 
 class RecordingDispatcher:

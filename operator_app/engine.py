@@ -90,6 +90,9 @@ class Engine:
             return None
         if not spec.applies_to_container(container.name):
             return None
+        if container.name in spec.held:
+            metrics.DECISIONS.labels(*labels, "held").inc()
+            return None
         try:
             current = parse_artifact(workload.kind, container.image)
         except ValueError:
@@ -98,7 +101,7 @@ class Engine:
             if current.is_oci:  # Helm writes a version's "+" as "_" in OCI tags.
                 candidates = {version_from_oci_tag(tag): None for tag in candidates}
             metrics.HELM_CHART_VERSIONS_CHECKED.labels(workload.namespace).inc(len(candidates))
-        decision = decide(spec, current, candidates)
+        decision = decide(spec, current, candidates, slot=container.name)
         if decision is None or decision.image == container.image:
             metrics.DECISIONS.labels(*labels, "unchanged").inc()
             return None

@@ -24,7 +24,8 @@ EVENTS_PROCESSED = Counter(
 )
 DECISIONS = Counter(
     "headwind_decisions_total",
-    "Per matching container: update, approval, unchanged, source_ignored, invalid_policy.",
+    "Per matching container: update, approval, unchanged, held, source_ignored, "
+    "invalid_policy.",
     ["kind", "namespace", "outcome"],
 )
 DECISION_SECONDS = Histogram(
@@ -78,6 +79,33 @@ HELM_REPOSITORY_QUERIES = Counter(
     "(ok, not_modified, error).", ["type", "outcome"])
 HELM_REPOSITORY_ERRORS = Counter(
     "headwind_helm_repository_errors_total", "Chart repository reads that failed.", ["type"])
+
+
+# --- Rollouts and rollbacks (the seed's names, plus the outcome of each followed rollout) ----
+ROLLOUTS = Counter(
+    "headwind_rollouts_total",
+    "Followed rollouts by outcome (succeeded, failed, superseded).", ["kind", "namespace",
+                                                                      "outcome"])
+ROLLOUTS_WATCHED = Gauge("headwind_rollouts_watched", "Rollouts the leader is following now.")
+HEALTH_CHECKS = Counter(
+    "headwind_deployment_health_checks_total",
+    "Rollout checks (a target's status and its new pods read once).", ["kind"])
+HEALTH_FAILURES = Counter(
+    "headwind_deployment_health_failures_total",
+    "Rollout checks that saw a failure (a status failure or a pod signal).", ["kind"])
+ROLLBACKS = Counter("headwind_rollbacks_total", "Rollbacks applied.", ["kind", "namespace"])
+ROLLBACKS_MANUAL = Counter(
+    "headwind_rollbacks_manual_total", "Rollbacks people asked for, applied.", ["namespace"])
+ROLLBACKS_AUTOMATIC = Counter(
+    "headwind_rollbacks_automatic_total", "Rollbacks of failed rollouts, applied.",
+    ["namespace"])
+ROLLBACKS_FAILED = Counter(
+    "headwind_rollbacks_failed_total",
+    "Rollbacks not applied (refused, or the target changed meanwhile).", ["namespace"])
+ROLLBACK_SECONDS = Histogram(
+    "headwind_rollback_seconds",
+    "From the check that saw a rollout fail to the rollback patch.",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0))
 
 
 def serve(port: int) -> None:

@@ -57,7 +57,9 @@ class Phase(StrEnum):
     PENDING = "Pending"
     APPROVED = "Approved"
     REJECTED = "Rejected"
-    COMPLETED = "Completed"
+    COMPLETED = "Completed"  # applied; its rollout is being followed
+    ROLLED_OUT = "RolledOut"
+    ROLLED_BACK = "RolledBack"
     FAILED = "Failed"
     EXPIRED = "Expired"
     SUPERSEDED = "Superseded"
@@ -65,6 +67,8 @@ class Phase(StrEnum):
 
 #: Requests that may still lead to an update.
 LIVE_PHASES = frozenset({Phase.PENDING, Phase.APPROVED})
+#: Applied requests whose rollout may still end (or be rolled back).
+APPLIED_PHASES = frozenset({Phase.COMPLETED, Phase.ROLLED_OUT, Phase.FAILED})
 
 _NAME_MAX = 63  # a DNS-1123 label: also valid wherever a subdomain is
 _HASH_LEN = 10

@@ -23,6 +23,9 @@ from .core.charts import ChartRef, InvalidChartReference, is_pinned_version, oci
 from .core.images import ImageRef, parse_image
 
 ANNOTATION_PREFIX = "headwind.sh/"
+#: Headwind's own records, which no decision reads: kept out of the cache.
+NOT_PROJECTED = frozenset({"headwind.sh/update-history", "headwind.sh/rollout",
+                           "headwind.sh/last-update"})
 CHART_SLOT = "chart"
 
 #: (kind, namespace, name) -> the source object, or None when it does not exist (yet).
@@ -334,7 +337,7 @@ def project(kind: TargetKind, obj: dict,
     if "headwind.sh/policy" not in annotations:
         return None
     ours = tuple(sorted((k, v) for k, v in annotations.items() if k.startswith(ANNOTATION_PREFIX)
-                        and k != "headwind.sh/update-history"))
+                        and k not in NOT_PROJECTED))
     namespace, secrets, account = kind.credentials(obj, sources)
     chart_source = kind.source(obj, sources) if isinstance(kind, HelmReleaseKind) else None
     return WorkloadProjection(

@@ -21,11 +21,19 @@ from typing import Any
 from operator_app.core.charts import ChartRef
 from operator_app.core.events import EventSource
 from operator_app.core.images import ImageRef, is_valid_digest, is_valid_tag, short_digest
+from operator_app.core.rollout import (
+    ANNOTATION_BAD_VERSIONS,
+    ANNOTATION_HOLD,
+    InvalidState,
+    bad_versions,
+    holds,
+)
 from operator_app.core.versions import InvalidRange, Range, TagVersion, parse_tag
 
 __all__ = [
     "ANNOTATION_APPROVALS_REQUIRED",
     "ANNOTATION_APPROVAL_TIMEOUT",
+    "ANNOTATION_AUTO_ROLLBACK",
     "ANNOTATION_EVENT_SOURCE",
     "ANNOTATION_IMAGES",
     "ANNOTATION_INCLUDE_PRERELEASE",
@@ -34,6 +42,7 @@ __all__ = [
     "ANNOTATION_POLICY",
     "ANNOTATION_POLLING_INTERVAL",
     "ANNOTATION_REQUIRE_APPROVAL",
+    "ANNOTATION_ROLLOUT_TIMEOUT",
     "ANNOTATION_SEMVER_RANGE",
     "Decision",
     "EventSourceSetting",
@@ -56,10 +65,17 @@ ANNOTATION_EVENT_SOURCE = "headwind.sh/event-source"
 ANNOTATION_POLLING_INTERVAL = "headwind.sh/polling-interval"
 ANNOTATION_APPROVAL_TIMEOUT = "headwind.sh/approval-timeout"
 ANNOTATION_APPROVALS_REQUIRED = "headwind.sh/approvals-required"
+ANNOTATION_AUTO_ROLLBACK = "headwind.sh/auto-rollback"
+ANNOTATION_ROLLOUT_TIMEOUT = "headwind.sh/rollout-timeout"
+#: The original operator's name for the same setting; read when rollout-timeout is absent.
+ANNOTATION_ROLLBACK_TIMEOUT = "headwind.sh/rollback-timeout"
+ANNOTATION_HEALTH_CHECK_RETRIES = "headwind.sh/health-check-retries"
 
 DEFAULT_MIN_UPDATE_INTERVAL_SECONDS = 300
 DEFAULT_APPROVAL_TIMEOUT_SECONDS = 86400
 DEFAULT_APPROVALS_REQUIRED = 1
+DEFAULT_ROLLOUT_TIMEOUT_SECONDS = 600
+DEFAULT_HEALTH_CHECK_RETRIES = 3
 
 _TRUE = frozenset({"true", "yes", "on", "1"})
 _FALSE = frozenset({"false", "no", "off", "0"})
@@ -141,6 +157,13 @@ class PolicySpec:
     polling_interval_seconds: int | None = None
     approval_timeout_seconds: int = DEFAULT_APPROVAL_TIMEOUT_SECONDS
     approvals_required: int = DEFAULT_APPROVALS_REQUIRED
+    auto_rollback: bool = False
+    rollout_timeout_seconds: int = DEFAULT_ROLLOUT_TIMEOUT_SECONDS
+    health_check_retries: int = DEFAULT_HEALTH_CHECK_RETRIES
+    #: Slots pinned by a manual rollback (``headwind.sh/hold``): nothing moves them.
+    held: frozenset[str] = field(default_factory=frozenset)
+    #: (slot, version) pairs an automatic rollback took back (``headwind.sh/bad-versions``).
+    bad_versions: frozenset[tuple[str, str]] = field(default_factory=frozenset)
 
     def __post_init__(self) -> None:
         if self.policy in (Policy.GLOB, Policy.REGEXP) and not self.pattern:
@@ -169,6 +192,14 @@ class PolicySpec:
         if self.approvals_required < 1:
             raise InvalidPolicy(
                 ANNOTATION_APPROVALS_REQUIRED, self.approvals_required, "must be at least 1"
+            )
+        if self.rollout_timeout_seconds <= 0:
+            raise InvalidPolicy(
+                ANNOTATION_ROLLOUT_TIMEOUT, self.rollout_timeout_seconds, "must be positive"
+            )
+        if self.health_check_retries < 1:
+            raise InvalidPolicy(
+                ANNOTATION_HEALTH_CHECK_RETRIES, self.health_check_retries, "must be at least 1"
             )
 
     @classmethod
@@ -214,6 +245,15 @@ class PolicySpec:
             ) from None
 
         polling_text = get(ANNOTATION_POLLING_INTERVAL)
+        try:
+            held = frozenset(holds(values))
+            bad = frozenset((slot, version) for slot, versions in bad_versions(values).items()
+                            for version in versions)
+        except InvalidState as error:
+            key = ANNOTATION_HOLD if ANNOTATION_HOLD in str(error) else ANNOTATION_BAD_VERSIONS
+            raise InvalidPolicy(key, values.get(key), str(error)) from None
+        timeout_key = (ANNOTATION_ROLLOUT_TIMEOUT if get(ANNOTATION_ROLLOUT_TIMEOUT) is not None
+                       else ANNOTATION_ROLLBACK_TIMEOUT)
         return cls(
             policy=policy,
             pattern=get(ANNOTATION_PATTERN),
@@ -246,6 +286,19 @@ class PolicySpec:
                 get(ANNOTATION_APPROVALS_REQUIRED),
                 default=DEFAULT_APPROVALS_REQUIRED,
             ),
+            auto_rollback=_parse_bool(
+                ANNOTATION_AUTO_ROLLBACK, get(ANNOTATION_AUTO_ROLLBACK), default=False
+            ),
+            rollout_timeout_seconds=_parse_uint(
+                timeout_key, get(timeout_key), default=DEFAULT_ROLLOUT_TIMEOUT_SECONDS
+            ),
+            health_check_retries=_parse_uint(
+                ANNOTATION_HEALTH_CHECK_RETRIES,
+                get(ANNOTATION_HEALTH_CHECK_RETRIES),
+                default=DEFAULT_HEALTH_CHECK_RETRIES,
+            ),
+            held=held,
+            bad_versions=bad,
         )
 
     def accepts_source(self, source: EventSource) -> bool:
@@ -260,9 +313,21 @@ class PolicySpec:
         """``headwind.sh/images`` lists container names; empty means every container."""
         return not self.images or container_name in self.images
 
+    def is_bad(self, slot: str, version: str) -> bool:
+        """Was ``version`` of ``slot`` rolled back as bad?"""
+        return (slot, version) in self.bad_versions
+
+    def version_key(self, reference: ImageRef | ChartRef) -> str | None:
+        """What ``headwind.sh/bad-versions`` records for a reference: its digest under the
+        digest policy (a rebuilt tag is a new version), else its tag or chart version."""
+        if self.policy is Policy.DIGEST and reference.digest:
+            return reference.digest
+        return reference.effective_tag
+
 
 def decide(spec: PolicySpec, current: ImageRef | ChartRef,
-           candidates: Mapping[str, str | None]) -> Decision | None:
+           candidates: Mapping[str, str | None], *, slot: str | None = None,
+           ) -> Decision | None:
     """The one decision entry point: where should a container running ``current`` move, given
     the tags (and digests, where known) that exist in its repository?
 
@@ -277,14 +342,21 @@ def decide(spec: PolicySpec, current: ImageRef | ChartRef,
       ``tag@digest`` stays pinned (to the new tag's digest) when that digest is known.
 
     None when nothing should move, including a digest-only reference (it names no tag to
-    follow) and a result that is the image already running.
+    follow) and a result that is the image already running. With ``slot`` (the container or
+    ``chart``), a held slot never moves and versions rolled back as bad are not candidates.
     """
     current_tag = current.effective_tag
     if spec.policy is Policy.NONE or current_tag is None:
         return None
+    if slot is not None:
+        if slot in spec.held:
+            return None
+        if spec.bad_versions and spec.policy is not Policy.DIGEST:
+            candidates = {tag: digest for tag, digest in candidates.items()
+                          if not spec.is_bad(slot, tag)}
     if spec.policy is Policy.DIGEST:
         digest = _known_digest(candidates, current_tag)
-        if digest is None:
+        if digest is None or (slot is not None and spec.is_bad(slot, digest)):
             return None
         if current.digest is None:
             choice = Decision(tag=current_tag, digest=digest,

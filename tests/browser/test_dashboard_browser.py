@@ -78,7 +78,8 @@ def test_sign_in_approve_and_watch_it_complete(open_page, kube_api, namespace, m
     expect(page.locator("dialog[open]")).to_have_count(0)
     expect(page.locator("#toasts")).to_contain_text(f"Approved {namespace}/{name}")
     expect(line.locator(".badge")).to_have_text(re.compile("Approved|Completed"))
-    expect(line.locator(".badge")).to_have_text("Completed", timeout=SLOW)  # live, no reload
+    expect(line.locator(".badge")).to_have_text(re.compile("Completed|RolledOut"),
+                                                timeout=SLOW)  # live, no reload
     assert_not_reloaded(page)
     assert image_of(kube_api, namespace) == NEW
     status = ur.get(kube_api, namespace, name)["status"]
@@ -86,7 +87,7 @@ def test_sign_in_approve_and_watch_it_complete(open_page, kube_api, namespace, m
                                       "comment": "tested on staging"}
 
     line.get_by_role("link", name=re.compile("web")).click()  # the detail page
-    expect(page.locator("#detail")).to_contain_text("Completed")
+    expect(page.locator("#detail")).to_contain_text(re.compile("Completed|RolledOut"))
     expect(page.locator("#detail")).to_contain_text("tested on staging")
     expect(page.locator("#detail .facts")).to_contain_text("alice")
 

@@ -38,30 +38,43 @@ def operators(testbed, celery_worker, django_db_setup, tmp_path_factory):
     Webhook verification is off for them: the vendor payloads name registries (ghcr.io,
     quay.io, ...) that do not exist on this machine, and these tests are about routing. The
     verifying path runs end to end in tests/integration/test_verification.py with its own
-    installation."""
-    from django.conf import settings
-
+    installation. ``operators["restart"]()`` kills both with SIGKILL and starts them again
+    (same identities, same Lease) and waits for a leader."""
     lease_namespace = f"headwind-{uuid.uuid4().hex[:6]}"
     logs = tmp_path_factory.mktemp("operators")
-    procs = []
-    for index in range(2):
-        port = cluster.free_port()
-        env = dict(os.environ, DJANGO_SETTINGS_MODULE="tests.settings",
-                   HEADWIND_TEST_DB=settings.DATABASES["default"]["NAME"],
-                   HEADWIND_OPERATOR_METRICS_PORT=str(port), PYTHONPATH=str(REPO_ROOT),
-                   HEADWIND_WEBHOOK_VERIFY="false", **testbed.env())
-        log_path = logs / f"operator-{index}.log"
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "manage.py", "run_operator", f"--identity=operator-{index}",
-                 f"--lease-namespace={lease_namespace}"],
-                cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-            )
-        proc.metrics_port, proc.log_path, proc.identity = port, log_path, f"operator-{index}"
-        procs.append(proc)
+    procs = [_launch_operator(testbed, index, lease_namespace, logs) for index in range(2)]
     _wait_for_leader(testbed, lease_namespace, procs)
-    yield {"lease_namespace": lease_namespace, "processes": procs}
+
+    def restart() -> None:
+        for proc in procs:
+            proc.kill()
+            proc.wait(10)
+        procs[:] = [_launch_operator(testbed, index, lease_namespace, logs, restarted=True)
+                    for index in range(2)]
+        _wait_for_leader(testbed, lease_namespace, procs)
+
+    yield {"lease_namespace": lease_namespace, "processes": procs, "restart": restart}
     stop_processes(*procs)
+
+
+def _launch_operator(testbed, index: int, lease_namespace: str, logs: Path, *,
+                     restarted: bool = False) -> subprocess.Popen:
+    from django.conf import settings
+
+    port = cluster.free_port()
+    env = dict(os.environ, DJANGO_SETTINGS_MODULE="tests.settings",
+               HEADWIND_TEST_DB=settings.DATABASES["default"]["NAME"],
+               HEADWIND_OPERATOR_METRICS_PORT=str(port), PYTHONPATH=str(REPO_ROOT),
+               HEADWIND_WEBHOOK_VERIFY="false", **testbed.env())
+    log_path = logs / f"operator-{index}{'-restarted' if restarted else ''}.log"
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "manage.py", "run_operator", f"--identity=operator-{index}",
+             f"--lease-namespace={lease_namespace}"],
+            cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+    proc.metrics_port, proc.log_path, proc.identity = port, log_path, f"operator-{index}"
+    return proc
 
 
 def _wait_for_leader(testbed, namespace, procs, timeout=60):

@@ -26,6 +26,8 @@ from tests.waiting import eventually
 from .test_proposals import create, propose
 
 pytestmark = [pytest.mark.testbed, pytest.mark.django_db(transaction=True)]
+#: An applied request: Completed, then RolledOut once a running operator saw the rollout.
+APPLIED = ("Completed", "RolledOut")
 
 OLD, NEW = "reg.example/team/app:1.2.0", "reg.example/team/app:1.3.0"
 POLICY = {"headwind.sh/policy": "minor"}
@@ -144,10 +146,10 @@ def test_admin_approval_patches_the_workload_and_completes(kube_api, namespace, 
 
     cr = ur.get(kube_api, namespace, proposal.name)
     assert cr["status"]["approvals"][0]["user"] == "alice"
-    wait_for(lambda: phase_on_cluster(kube_api, namespace, proposal.name) == "Completed",
+    wait_for(lambda: phase_on_cluster(kube_api, namespace, proposal.name) in APPLIED,
              what="Completed on the cluster")
     assert image_of(kube_api, namespace) == NEW
-    done = wait_for(lambda: (r := row_of(namespace, proposal.name)) and r.phase == "Completed"
+    done = wait_for(lambda: (r := row_of(namespace, proposal.name)) and r.phase in APPLIED
                     and r, what="Completed in the mirror")
     assert done.approved_by == "alice" and done.completed_at is not None
     assert "by alice" in done.message
@@ -233,7 +235,7 @@ def test_two_approvers_required(kube_api, namespace, mirror, celery_worker, work
 
     second = services.approve(bob, namespace, proposal.name)
     assert second.phase == "Approved" and second.approved_by == "alice, bob"
-    wait_for(lambda: phase_on_cluster(kube_api, namespace, proposal.name) == "Completed",
+    wait_for(lambda: phase_on_cluster(kube_api, namespace, proposal.name) in APPLIED,
              what="Completed")
     assert image_of(kube_api, namespace) == NEW
     cr = ur.get(kube_api, namespace, proposal.name)
@@ -331,7 +333,7 @@ def test_concurrent_approvals_are_all_kept_and_queue_once(kube_api, namespace, m
     assert errors == []
     cr = ur.get(kube_api, namespace, proposal.name)
     assert sorted(a["user"] for a in cr["status"]["approvals"]) == ["a1", "a2", "a3"]
-    wait_for(lambda: phase_on_cluster(kube_api, namespace, proposal.name) == "Completed",
+    wait_for(lambda: phase_on_cluster(kube_api, namespace, proposal.name) in APPLIED,
              what="Completed")
     live = request(kube_api, "GET", kind_of("Deployment").object_path(namespace, "web"))
     history = live["metadata"]["annotations"]["headwind.sh/update-history"]
@@ -358,6 +360,6 @@ def test_an_approval_that_never_reached_the_worker_is_resumed(kube_api, namespac
         report.resumed)  # within the grace period: the web's own queueing may still be on way
     report = work.run(now=datetime.now(UTC) + timedelta(seconds=300))
     assert f"{namespace}/{proposal.name}" in report.resumed
-    wait_for(lambda: phase_on_cluster(kube_api, namespace, proposal.name) == "Completed",
+    wait_for(lambda: phase_on_cluster(kube_api, namespace, proposal.name) in APPLIED,
              what="Completed on the cluster")
     assert image_of(kube_api, namespace) == NEW

@@ -26,6 +26,8 @@ from .test_approvals import (
 from .test_proposals import propose
 
 pytestmark = [pytest.mark.testbed, pytest.mark.django_db(transaction=True)]
+#: An applied request: Completed, then RolledOut once a running operator saw the rollout.
+APPLIED = ("Completed", "RolledOut")
 
 
 @pytest.fixture(autouse=True)
@@ -118,7 +120,7 @@ def test_session_list_get_and_approve_with_csrf(kube_api, namespace, celery_work
     assert approved.json()["phase"] == "Approved"
     assert approved.json()["approvals"][0] == {
         "user": "alice", "at": approved.json()["approvals"][0]["at"], "comment": "ship it"}
-    eventually(lambda: phase_on_cluster(kube_api, namespace, name) == "Completed", 30,
+    eventually(lambda: phase_on_cluster(kube_api, namespace, name) in APPLIED, 30,
                "Completed", interval=0.1)
     again = api(browser, "POST", f"updates/{namespace}/{name}/approve", {},
                 HTTP_X_CSRFTOKEN="a" * 32)
@@ -218,7 +220,7 @@ def test_kubernetes_token_with_rbac(kube_api, namespace, celery_worker):
                                         {"comment": "from CI"}, **bearer), 200)
     assert approved.status_code == 200, approved.content
     assert approved.json()["approvedBy"] == who
-    eventually(lambda: phase_on_cluster(kube_api, namespace, name) == "Completed", 30,
+    eventually(lambda: phase_on_cluster(kube_api, namespace, name) in APPLIED, 30,
                "Completed", interval=0.1)
     assert image_of(kube_api, namespace) == NEW
     event = AuditEvent.objects.get(action="approve", result="success")

@@ -46,7 +46,8 @@ def test_changelist_filters_search_and_pending_first(admin_client):
     assert listed(admin_client.get(CHANGELIST, {"q": "older"})) == ["older"]
     page = admin_client.get(CHANGELIST)
     actions = dict(page.context["action_form"].fields["action"].choices)
-    assert set(actions) == {"", "approve_selected", "reject_selected"}  # no bulk delete
+    assert set(actions) == {"", "approve_selected", "reject_selected",
+                            "roll_back_selected"}  # no bulk delete
 
 
 def test_update_requests_cannot_be_added_changed_or_deleted(admin_client):
