@@ -234,6 +234,7 @@ def serialize(row: UpdateRequest) -> dict:
         "createdAt": _time(row.created_at),
         "expiresAt": _time(row.expires_at),
         "completedAt": _time(row.completed_at),
+        "scheduledFor": _time(row.scheduled_for),
         "updatedAt": _time(row.status_updated_at),
     }
 

@@ -88,6 +88,7 @@ def fields_of(obj: dict) -> dict:
         "created_at": _time(meta.get("creationTimestamp")),
         "expires_at": _time(spec.get("expiresAt")),
         "completed_at": _time(status.get("completedAt")),
+        "scheduled_for": _time(status.get("scheduledFor")),
         "status_updated_at": _time(status.get("lastUpdated")),
     }
     for name, limit in _CHAR_FIELDS.items():

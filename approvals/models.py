@@ -50,6 +50,8 @@ class UpdateRequest(models.Model):
     created_at = models.DateTimeField()  # the custom resource's creationTimestamp
     expires_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
+    #: Approved, waiting for the workload's maintenance window (status.scheduledFor).
+    scheduled_for = models.DateTimeField(null=True, blank=True)
     status_updated_at = models.DateTimeField(null=True, blank=True)  # status.lastUpdated
     mirrored_at = models.DateTimeField(auto_now=True)
 
@@ -151,3 +153,59 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user.get_username()}: {self.name}"
+
+
+class Workload(models.Model):
+    """One managed container (or chart) of one opted-in workload: the inventory's row.
+
+    A mirror, like :class:`UpdateRequest`: written by the leading ``run_operator`` from its
+    informer caches and its radar pass (headwind_site/inventory.py), never by page views.
+    """
+
+    kind = models.CharField(max_length=32)
+    namespace = models.CharField(max_length=253)
+    name = models.CharField(max_length=253)
+    container = models.CharField(max_length=253)  # a container's name, or "chart"
+    uid = models.CharField(max_length=64, blank=True)
+    current = models.CharField(max_length=1024)  # image or chart reference
+    repository = models.CharField(max_length=512, blank=True)
+    policy = models.CharField(max_length=16, blank=True)
+    trigger = models.CharField(max_length=16, blank=True)  # headwind.sh/event-source
+    require_approval = models.BooleanField(default=True)
+    annotations = models.JSONField(default=dict, blank=True)  # headwind.sh/* only
+    # The newest update-history entry for this container.
+    last_update_at = models.DateTimeField(null=True, blank=True)
+    last_from = models.CharField(max_length=1024, blank=True)
+    last_to = models.CharField(max_length=1024, blank=True)
+    last_by = models.CharField(max_length=253, blank=True)
+    rollout_state = models.CharField(max_length=16, blank=True)
+    held = models.BooleanField(default=False)
+    # The radar (filled by the radar pass).
+    newest_allowed = models.CharField(max_length=256, blank=True)
+    newest_any = models.CharField(max_length=256, blank=True)
+    behind_policy = models.IntegerField(null=True, blank=True)
+    behind_any = models.IntegerField(null=True, blank=True)
+    running_released = models.DateTimeField(null=True, blank=True)
+    waiting_until = models.DateTimeField(null=True, blank=True)
+    scheduled_for = models.DateTimeField(null=True, blank=True)
+    checked_at = models.DateTimeField(null=True, blank=True)
+    radar_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["kind", "namespace", "name", "container"],
+                                               name="workload_slot")]
+        indexes = [
+            models.Index(fields=["namespace", "kind", "name"], name="workload_ns_kind_name"),
+            models.Index(fields=["-behind_policy", "namespace"], name="workload_behind"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.namespace}/{self.name} {self.container}"
+
+    @property
+    def version(self) -> str:
+        """The running tag or chart version, for narrow columns."""
+        text = self.current.partition("@")[0]
+        tail = text.rsplit("/", 1)[-1]
+        return tail.rpartition(":")[2] if ":" in tail else tail

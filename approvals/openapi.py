@@ -126,6 +126,7 @@ SCHEMAS = {
             "createdAt": _string(fmt="date-time"),
             "expiresAt": _string(nullable=True, fmt="date-time"),
             "completedAt": _string(nullable=True, fmt="date-time"),
+            "scheduledFor": _string(nullable=True, fmt="date-time"),
             "updatedAt": _string(nullable=True, fmt="date-time"),
         },
     },
@@ -307,7 +308,38 @@ def _workload_action(operation: str, summary: str, body: dict, ok: dict) -> dict
 
 def _workload_paths() -> dict:
     workload = _ok("#/components/schemas/Workload", "The workload after the change.")
+    filters = [
+        {"name": "namespace", "in": "query", "schema": {"type": "string"},
+         "description": "Exact namespace; several separated by commas."},
+        {"name": "kind", "in": "query", "schema": {"type": "string"}},
+        {"name": "policy", "in": "query", "schema": {"type": "string"}},
+        {"name": "behind", "in": "query", "schema": {"type": "string", "enum": ["policy", "any"]},
+         "description": "Only containers the policy would move (policy), or with any newer "
+                        "version (any)."},
+        {"name": "q", "in": "query", "schema": {"type": "string", "maxLength": 1024},
+         "description": "Case-insensitive search in name, container and running reference."},
+        {"name": "sort", "in": "query", "schema": {"type": "string"}},
+        {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1}},
+        {"name": "page_size", "in": "query",
+         "schema": {"type": "integer", "minimum": 1, "maximum": 200}},
+    ]
     return {
+        "/workloads": {"get": {
+            "operationId": "listWorkloads",
+            "summary": "The inventory: every managed container and chart, with its radar",
+            "parameters": filters,
+            "responses": {"200": {"description": "One page of the inventory.", "content": {
+                "application/json": {"schema": {"type": "object",
+                                                "required": ["total", "page", "page_size",
+                                                             "items"]}}}},
+                          "400": _error("An unknown filter value or bad pagination."),
+                          **_COMMON_ERRORS,
+                          "403": _error("Kubernetes RBAC does not allow listing.")}}},
+        "/workloads/{namespace}/{kind}/{name}/apply-now": _workload_action(
+            "applyNow", "Apply an update waiting for the maintenance window now (audited)",
+            {"type": "object", "required": ["container"],
+             "properties": {"container": {"type": "string"}}},
+            {"202": {"description": "Queued; the body names the change."}}),
         "/workloads/{namespace}/{kind}/{name}": {"parameters": _WORKLOAD_PARAMS, "get": {
             "operationId": "getWorkload",
             "summary": "A workload's containers, rollouts, holds, bad versions and history",

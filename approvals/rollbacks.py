@@ -190,6 +190,40 @@ def rollback(actor: Actor, kind_text: str, namespace: str, name: str, container:
     return queued
 
 
+def apply_now(actor: Actor, kind_text: str, namespace: str, name: str,
+              container: str) -> apply.UpdateCommand:
+    """Apply an update waiting for the maintenance window now (``headwind.sh/scheduled``).
+    The same task and checks as any update, without the window; audited."""
+    target = f"{kind_text} {namespace}/{name}"[:512]
+    try:
+        kind = kind_named(kind_text)
+        _check_names(namespace, name)
+        _authorize(actor, kind, namespace, name)
+        obj = _read(kind, namespace, name)
+        annotations = (obj.get("metadata") or {}).get("annotations") or {}
+        try:
+            waiting = json.loads(annotations.get(apply.SCHEDULED) or "{}")
+        except ValueError:
+            waiting = {}
+        entry = waiting.get(container) if isinstance(waiting, dict) else None
+        if not isinstance(entry, dict) or not entry.get("to"):
+            raise Conflict(f"no update of {container} is waiting for a maintenance window")
+        state = workload_state(kind.kind, namespace, name)
+        slot = _slot(state, container)
+        command = apply.UpdateCommand(
+            kind=kind.kind, namespace=namespace, name=name, container=slot.name,
+            new_image=str(entry["to"]), expected_image=slot.current,
+            request=entry.get("request") or None, actor=actor.username, ignore_window=True)
+        _queue(command)
+    except ServiceError as exc:
+        _audit_refusal(actor, "apply_now", target, exc)
+        raise
+    audit.record(actor.username, "apply_now", f"{kind.kind} {namespace}/{name}", audit.SUCCESS,
+                 f"applied before the maintenance window ({entry.get('at')})", via=actor.via,
+                 container=container, to_image=command.new_image, request=command.request)
+    return command
+
+
 def release_hold(actor: Actor, kind_text: str, namespace: str, name: str,
                  container: str) -> None:
     """Let updates move ``container`` again."""
@@ -302,6 +336,6 @@ def _queue(command: apply.UpdateCommand) -> None:
     try:
         queue_update(command)
     except Exception as exc:  # noqa: BLE001 - any broker failure is "try again", not a 500
-        log.error("could not queue the rollback of %s: %s", command.label, exc)
-        raise Unavailable("the rollback could not be queued; try again") from None
+        log.error("could not queue %s of %s: %s", command.purpose, command.label, exc)
+        raise Unavailable("the change could not be queued; try again") from None
 

@@ -23,10 +23,11 @@ import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from django.db import DatabaseError
+from django.db import DatabaseError, connections
+from django.db.models import Count, Min
 from django.utils import timezone
 
-from operator_app import apply, attribution, kube, notify
+from operator_app import apply, attribution, kube, metrics, notify
 from operator_app import proposals as ur
 from operator_app.approved import command_for
 from operator_app.proposals import PhaseConflict, StatusContention, phase_of, rfc3339
@@ -40,7 +41,7 @@ from .permissions import can_approve as _can_approve
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Actor", "approve", "can_approve", "expire_overdue", "reject"]
+__all__ = ["Actor", "approve", "can_approve", "expire_overdue", "pending_counts", "reject"]
 
 MAX_TEXT = 1000
 _NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
@@ -69,6 +70,8 @@ def approve(actor: Actor, namespace: str, name: str, comment: str = "") -> Updat
         _audit_refusal(actor, "approve", target, exc)
         raise
     phase = phase_of(obj)
+    if phase == ur.Phase.APPROVED:
+        metrics.request_decided(obj, "approved")
     # Queue first: the custom resource already says Approved, and a local database hiccup
     # below must not leave it approved but never applied.
     failed_row = _queue(actor, obj) if phase == ur.Phase.APPROVED else None
@@ -97,6 +100,7 @@ def reject(actor: Actor, namespace: str, name: str, reason: str) -> UpdateReques
     except ServiceError as exc:
         _audit_refusal(actor, "reject", target, exc)
         raise
+    metrics.request_decided(obj, "rejected")
     row = _mirror(obj)
     audit.record(actor.username, "reject", target, audit.SUCCESS, reason, via=actor.via,
                  new_image=(obj.get("spec") or {}).get("newImage"))
@@ -129,6 +133,18 @@ def expire_overdue(api=None, now: datetime | None = None) -> list[str]:
         if _mark_expired(api, obj) is not None:
             expired.append(f"{namespace}/{name}")
     return expired
+
+
+def pending_counts() -> list[tuple[str, str, int, datetime | None]]:
+    """(target kind, namespace, count, oldest creation) of the Pending requests in the mirror:
+    the source of the ``headwind_updates_pending*`` gauges, asked on the metrics listener's own
+    threads, so it closes the database connection it opened."""
+    try:
+        return list(UpdateRequest.objects.filter(phase=Phase.PENDING).order_by()
+                    .values_list("target_kind", "namespace")
+                    .annotate(count=Count("id"), oldest=Min("created_at")))
+    finally:
+        connections.close_all()
 
 
 # --------------------------------------------------------------------------------------------
@@ -326,6 +342,7 @@ def _mark_expired(api, obj: dict) -> dict | None:
     except (kube.KubeError, StatusContention) as exc:
         log.warning("could not expire UpdateRequest %s/%s: %s", namespace, name, exc)
         return None
+    metrics.request_decided(updated, "expired")
     mirror.upsert(updated)
     audit.record("headwind", "expire", f"{namespace}/{name}", audit.SUCCESS,
                  f"not approved before {expires_at}")

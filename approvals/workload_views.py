@@ -10,17 +10,49 @@ from __future__ import annotations
 import logging
 
 from django.contrib import messages
+from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from . import rollbacks
 from .errors import NotFound, ServiceError
 from .http import status_for
+from .models import UpdateRequest, Workload
 from .permissions import Actor, can_approve
-from .views import login_required
+from .selectors import KINDS
+from .views import POLICIES, login_required
+from .workload_selectors import filter_workloads
+
+PAGE_SIZE = 25
+FILTERS = ("namespace", "kind", "policy", "behind", "q", "sort")
+SORT_LABELS = [("", "Namespace, kind, name"), ("behind", "Most behind first"),
+               ("-updated", "Least recently updated"), ("updated", "Recently updated"),
+               ("age", "Oldest running version"), ("name", "Name A–Z"), ("kind", "Kind")]
 
 log = logging.getLogger(__name__)
+
+
+@require_GET
+@login_required
+def workloads(request: HttpRequest) -> HttpResponse:
+    """Every managed container and chart, from the inventory mirror (never the cluster)."""
+    params = request.GET
+    page = Paginator(filter_workloads(params), PAGE_SIZE).get_page(params.get("page"))
+    context = {"page": page, "rows": page.object_list,
+               "filters": {key: params.get(key, "") for key in FILTERS},
+               "filtered": any(params.get(key) for key in FILTERS if key != "sort"),
+               "total": Workload.objects.count()}
+    if request.htmx and not request.htmx.history_restore_request:
+        response = render(request, "approvals/_workload_results.html", context)
+    else:
+        context.update(namespaces=Workload.objects.order_by("namespace")
+                       .values_list("namespace", flat=True).distinct(),
+                       kinds=KINDS, policies=POLICIES, sorts=SORT_LABELS)
+        response = render(request, "approvals/workloads.html", context)
+    patch_vary_headers(response, ("HX-Request",))
+    return response
 
 
 def _page(request: HttpRequest, namespace: str, kind: str, name: str, *,
@@ -32,8 +64,14 @@ def _page(request: HttpRequest, namespace: str, kind: str, name: str, *,
                       {"namespace": namespace, "kind": kind, "name": name,
                        "reason": exc.reason}, status=status_for(exc))
     allowed, refusal = can_approve(Actor.from_request(request), namespace)
+    radar = {row.container: row for row in Workload.objects.filter(
+        kind=state.kind, namespace=namespace, name=name)}
+    requests = UpdateRequest.objects.filter(target_kind=state.kind, namespace=namespace,
+                                            target_name=name).order_by("-created_at")[:20]
     return render(request, "approvals/workload.html",
-                  {"state": state, "may_act": allowed, "refusal": refusal}, status=status)
+                  {"state": state, "may_act": allowed, "refusal": refusal,
+                   "slots": [(slot, radar.get(slot.name)) for slot in state.slots],
+                   "requests": requests}, status=status)
 
 
 @require_GET
@@ -74,6 +112,17 @@ def rollback(request: HttpRequest, namespace: str, kind: str, name: str) -> Http
     messages.success(request, f"Rolling {queued.container} back to {queued.to_image}; it is "
                               "held there until you release it.")
     return redirect("approvals:workload", namespace, queued.kind, name)
+
+
+@require_POST
+@login_required
+def apply_now(request: HttpRequest, namespace: str, kind: str, name: str) -> HttpResponse:
+    container = request.POST.get("container") or ""
+    return _state_action(request, namespace, kind, name,
+                         f"Applying the update of {container} now, without waiting for the "
+                         "maintenance window.",
+                         lambda actor: rollbacks.apply_now(actor, kind, namespace, name,
+                                                           container))
 
 
 @require_POST

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "headwind_site.settings")
 os.environ.setdefault("HEADWIND_DEV", "true")
 
@@ -96,7 +97,7 @@ def measure(workloads: int, events: int) -> dict:
         "p50_us": samples[len(samples) // 2] * 1e6,
         "p95_us": samples[int(len(samples) * 0.95)] * 1e6,
         "dispatched": dispatcher.proposed + dispatcher.applied,
-        "rss_mb": rss_mb(), "cache": cache,
+        "rss_mb": rss_mb(), "cache": cache, "samples_us": [t * 1e6 for t in samples],
     }
 
 
@@ -118,6 +119,18 @@ def main() -> None:
     ratio = large["p50_us"] / small["p50_us"]
     print(f"p50 ratio 10,000 / 100: {ratio:.2f} (target ≤ 1.5); "
           f"RSS at 10,000: {large['rss_mb']:.1f} MB (target ≤ 150 MB)")
+    from _results import bars, distribution, save  # bench/_results.py: figures for make bench
+
+    save("fanout", {
+        "base_rss_mb": round(base_rss, 1), "p50_ratio": round(ratio, 2),
+        **{f"{key}_{row['workloads']}": round(row[key], 2) for row in (small, large)
+           for key in ("mean_us", "p50_us", "p95_us", "rss_mb", "fill_s")}},
+        [distribution("Decision time per event (µs)",
+                      {f"{row['workloads']:,} workloads": row["samples_us"]
+                       for row in (small, large)}, "µs", log=True),
+         bars("Process RSS (MB)", {"before caches": base_rss, "100 workloads": small["rss_mb"],
+                                   "10,000 workloads": large["rss_mb"]}, "MB", goal=150)],
+        goals={"p50_ratio": "≤ 1.5", "rss_mb_10000": "≤ 150"})
 
 
 if __name__ == "__main__":

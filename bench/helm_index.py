@@ -35,6 +35,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 WORDS = ("chart application deploy kubernetes cluster service ingress database cache queue "
          "metrics monitoring logging storage operator controller gateway proxy secure scalable "
@@ -325,6 +326,18 @@ def main() -> None:
                   f"request, {server.sent - sent} body bytes, "
                   f"{client.parses - parses} parses (etag {first.etag})")
             client.close()
+            from _results import bars, save  # bench/_results.py: figures for make bench
+
+            save("helm_index", {
+                "entries": args.charts * args.versions, "index_mb": round(plain_size / 1e6, 1),
+                "gzip_mb": round(gzip_size / 1e6, 2), "not_modified_ms": round(seconds * 1000, 1),
+                **{f"{name} {key}": row[key] for name, row in rows
+                   for key in ("seconds", "peak_extra_kib", "traced_peak_kib", "bytes_read")}},
+                [bars("Fetch and parse (s)", {name: row["seconds"] for name, row in rows}, "s"),
+                 bars("Memory during the fetch (MB)",
+                      {name: {"RSS peak +": row["peak_extra_kib"] / 1024,
+                              "traced peak": row["traced_peak_kib"] / 1024}
+                       for name, row in rows}, "MB")])
         finally:
             server.close()
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "headwind_site.settings")
 os.environ.setdefault("HEADWIND_DEV", "true")
 
@@ -170,10 +171,13 @@ def main() -> None:
               "401 challenges", "seconds", "plans", "k8s reads")
     print(" | ".join(header))
     reads = 0
+    cycles = {}
     try:
         for cycle in range(1, args.cycles + 1):
             report = poller.run_once()
             counts = http.take()
+            cycles[f"cycle {cycle}"] = {kind: counts[kind] for kind in header[1:6]}
+            cycles[f"cycle {cycle}"]["seconds"] = report.seconds
             store_reads = poller.credentials.api_reads
             print(" | ".join(str(x) for x in (
                 cycle, counts["tag lists"], counts["manifest HEADs"], counts["manifest GETs"],
@@ -186,6 +190,17 @@ def main() -> None:
     finally:
         poller.close()
         api.close()
+    from _results import bars, save  # bench/_results.py: figures for make bench
+
+    save("poll", {"workloads": args.workloads, "repositories": args.repositories,
+                  **{f"{cycle} {kind}": value for cycle, row in cycles.items()
+                     for kind, value in row.items()}},
+         [bars(f"Requests per poll cycle ({args.workloads:,} workloads, "
+               f"{args.repositories} repositories)",
+               {cycle: {k: v for k, v in row.items() if k != "seconds"}
+                for cycle, row in cycles.items()}, "requests"),
+          bars("Seconds per cycle", {cycle: row["seconds"] for cycle, row in cycles.items()},
+               "s")])
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from tests.testbed import cluster  # noqa: E402
 from tests.testbed.installation import Installation  # noqa: E402
@@ -150,6 +151,13 @@ def main() -> None:
     print(f"ProgressDeadlineExceeded → rollback patch over {len(results)} rounds: "
           f"p50 {statistics.median(results) * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms, "
           f"max {results[-1] * 1000:.0f} ms (goal: under 2000 ms)")
+    from _results import distribution, save  # bench/_results.py: figures for make bench
+
+    save("rollback", {"rounds": len(results), "p50_ms": round(statistics.median(results) * 1000),
+                      "p95_ms": round(p95 * 1000), "max_ms": round(results[-1] * 1000)},
+         [distribution("ProgressDeadlineExceeded → rollback patch (ms)",
+                       {f"{len(results)} rounds": [r * 1000 for r in results]}, "ms",
+                       goal=2000)], goals={"p95_ms": "< 2000"})
 
 
 def _wait(predicate, timeout: float) -> None:

@@ -1,4 +1,8 @@
-"""Celery application: executes updates out of the request and watch paths."""
+"""Celery application: executes updates out of the request and watch paths.
+
+``celery -A headwind_site worker`` runs a pool of threads (``CELERY_WORKER_POOL`` in settings):
+the tasks are I/O bound, and one process costs a fraction of prefork's one per child.
+"""
 
 import os
 

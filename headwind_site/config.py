@@ -147,6 +147,10 @@ class OperatorSettings:
     #: Seconds between the rollout watcher's passes over every followed rollout (it also
     #: checks a target at once when a watch event shows it changed).
     rollout_check_interval: float = 2.0
+    #: Seconds between radar passes (headwind_site/inventory.py); each covers what changed.
+    radar_interval: float = 10.0
+    #: Most series per radar metric (headwind_versions_behind, ..._running_version_age_seconds).
+    radar_series_limit: int = 5000
     token_review_cache_seconds: float = 60.0
     #: HEADWIND_REGISTRY_HOST_MAP, parsed: see :func:`_host_map` and docs/webhooks.md.
     registry_host_map: tuple[tuple[str, str], ...] = ()
@@ -175,6 +179,9 @@ class OperatorSettings:
             expiry_interval=number(environ, "HEADWIND_EXPIRY_INTERVAL", 60.0, minimum=1),
             rollout_check_interval=number(environ, "HEADWIND_ROLLOUT_CHECK_INTERVAL", 2.0,
                                           minimum=0.2),
+            radar_interval=number(environ, "HEADWIND_RADAR_INTERVAL", 10.0, minimum=0.5),
+            radar_series_limit=int(number(environ, "HEADWIND_RADAR_SERIES_LIMIT", 5000,
+                                          minimum=0, whole=True)),
             token_review_cache_seconds=number(
                 environ, "HEADWIND_TOKEN_REVIEW_CACHE_SECONDS", 60.0, minimum=0),
             registry_host_map=_host_map(environ, "HEADWIND_REGISTRY_HOST_MAP"),

@@ -18,6 +18,8 @@ from django.conf import settings
 
 from approvals.expiry import expire
 from approvals.mirror import UpdateRequestMirror
+from approvals.services import pending_counts
+from headwind_site.inventory import Inventory
 from operator_app import eventqueue, kube, metrics, recorder
 from operator_app.approved import ApprovalWork
 from operator_app.cache import (
@@ -34,6 +36,7 @@ from operator_app.periodic import LeaderLoop
 from operator_app.rollouts import RolloutWatcher
 from operator_app.tasks import queue_update
 from operator_app.workloads import HELMRELEASE, KINDS, SOURCE_KINDS
+from registry import tagbook
 from registry.credentials import CredentialStore
 from registry.poller import CycleReport, Poller, start_poller
 from registry.verify import WebhookVerifier
@@ -125,9 +128,11 @@ def run_operator(api, *, lease_namespace: str | None = None, identity: str | Non
                               interval=settings.HEADWIND.rollout_check_interval)
     replica = Replica(api, stop, observers=[rollouts.observe])
     rollouts.start()
+    metrics.PENDING_REQUESTS.source = pending_counts  # headwind_updates_pending*, from the mirror
     metrics.serve(settings.HEADWIND.operator_metrics_port)
     elector = replica.elect("headwind-operator", lease_namespace, identity)
-    engine = Engine(replica.cache, dispatcher or ClusterDispatcher(api))
+    engine = Engine(replica.cache, dispatcher or ClusterDispatcher(api),
+                    released=tagbook.released)
     UpdateRequestMirror(api, replica.stop).start()
     approvals = ApprovalWork(api, queue_update)
     LeaderLoop("approvals", settings.HEADWIND.expiry_interval,
@@ -142,6 +147,10 @@ def run_operator(api, *, lease_namespace: str | None = None, identity: str | Non
         checked = verifier.check(event)
         if checked is not None:
             engine.handle(checked)
+            tagbook.record_push(checked.repository, checked.tag, checked.digest,
+                                source=str(checked.source))
+
+    Inventory(replica.cache, replica.stop, replica.may_act, offer=handle).start()
 
     eventqueue.consume(eventqueue.connect(), handle, replica.stop, may_run=replica.may_act,
                        consumer=elector.identity)
@@ -157,7 +166,8 @@ def run_poller(api, *, once: bool = False, dry_run: bool = False,
     report to ``report``; ``dry_run`` decides without proposing or applying anything."""
     replica = Replica(api)
     dispatcher = RecordingDispatcher() if dry_run else ClusterDispatcher(api)
-    poller = Poller(api, replica.cache, Engine(replica.cache, dispatcher),
+    poller = Poller(api, replica.cache,
+                    Engine(replica.cache, dispatcher, released=tagbook.released),
                     sources=replica.source)
     try:
         if once:

@@ -10,7 +10,7 @@ import ipaddress
 import os
 from datetime import timedelta
 from pathlib import Path
-from urllib.parse import unquote, urlparse
+from urllib.parse import parse_qsl, unquote, urlparse
 
 from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
@@ -38,18 +38,27 @@ def env_list(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
-def database_from_url(url: str) -> dict:
-    """Turn ``postgres://user:pass@host:port/name`` or ``sqlite:///path`` into a DATABASES entry."""
+def database_from_url(url: str, password: str | None = None) -> dict:
+    """Turn ``postgres://user:pass@host:port/name`` or ``sqlite:///path`` into a DATABASES entry.
+
+    PostgreSQL: ``password`` (``DATABASE_PASSWORD``) replaces the URL's, so a Secret can hold
+    the password alone, with no URL encoding; query parameters are libpq's connection
+    parameters (``?sslmode=verify-full&sslrootcert=/etc/ssl/db.crt``, ``connect_timeout``).
+    """
     parsed = urlparse(url)
     if parsed.scheme in {"postgres", "postgresql", "pgsql"}:
         return {
             "ENGINE": "django.db.backends.postgresql",
             "NAME": unquote(parsed.path.lstrip("/")),
             "USER": unquote(parsed.username or ""),
-            "PASSWORD": unquote(parsed.password or ""),
+            "PASSWORD": password if password is not None else unquote(parsed.password or ""),
             "HOST": parsed.hostname or "",
             "PORT": str(parsed.port or ""),
+            # Connections are kept a minute, and checked before reuse: a database restart or
+            # failover costs a reconnect, not the first request after it.
             "CONN_MAX_AGE": 60,
+            "CONN_HEALTH_CHECKS": True,
+            "OPTIONS": dict(parse_qsl(parsed.query)),
         }
     if parsed.scheme == "sqlite":
         # Several processes share the file (web, operator mirror, worker): WAL lets readers and
@@ -130,9 +139,16 @@ TEMPLATES = [
     },
 ]
 
+# PostgreSQL in production (deploy/manifests and the Helm chart set a postgres:// URL, and the
+# password apart in DATABASE_PASSWORD); SQLite, the default here, for the demo and development.
+_database_password = os.environ.get("DATABASE_PASSWORD")
+if _database_password is not None and not _database_password:
+    raise ImproperlyConfigured("DATABASE_PASSWORD is set but empty: fill it in (the Secret's "
+                               "template is empty on purpose), or remove it")
 DATABASES = {
     "default": database_from_url(
-        os.environ.get("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
+        os.environ.get("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
+        _database_password,
     )
 }
 
@@ -267,6 +283,11 @@ CELERY_ACCEPT_CONTENT = ["json"]
 # shorter than that timeout (operator_app.tasks.MAX_COUNTDOWN_SECONDS), or Redis would hand a
 # waiting task out a second time. Any live worker sweeps every 5 s for such messages, so an
 # update held by a killed worker is applied again within about 65 s.
+# The worker's tasks wait on the API server, registries and Redis, so they run on a pool of
+# threads in one process (the default here, not prefork: every prefork child is another copy of
+# Django and the Kubernetes client). The manifests and the chart say so on the command line too.
+CELERY_WORKER_POOL = "threads"
+CELERY_WORKER_CONCURRENCY = 4
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1

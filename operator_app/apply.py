@@ -96,6 +96,8 @@ class UpdateCommand:
     mark_bad: bool = False
     hold: bool = False
     reason: str = ""
+    #: "Apply now": an approver chose not to wait for the maintenance window.
+    ignore_window: bool = False
 
     @property
     def label(self) -> str:
@@ -405,6 +407,26 @@ def _check_interval(api, command: UpdateCommand, live: LiveContainer,
     return ApplyResult("deferred", message, wait)
 
 
+def _check_window(api, command: UpdateCommand, live: LiveContainer,
+                  now: datetime) -> ApplyResult | None:
+    """Outside ``headwind.sh/maintenance-window`` the update waits for the window to open:
+    the task re-queues itself (in steps below the broker's visibility timeout) and is applied
+    at the window's start, after the same checks against the live object then. The wait is
+    shown on the target (``headwind.sh/scheduled``) and on its UpdateRequest."""
+    spec = _policy(live)
+    assert isinstance(spec, PolicySpec)
+    window = spec.maintenance_window
+    if window is None or command.ignore_window or window.is_open(now):
+        return None
+    opens = window.next_open(now)
+    _mark_scheduled(api, command, live, opens)
+    wait = max((opens - now).total_seconds(), 1.0)
+    message = (f"{command.label} → {command.new_image} scheduled for {rfc3339(opens)} "
+               f"(headwind.sh/maintenance-window {window})")
+    log.info("deferred %s", message)
+    return ApplyResult("deferred", message, wait)
+
+
 #: In order; the first refusal wins.
 CHECKS: tuple[Check, ...] = (
     _check_not_there_yet,
@@ -412,6 +434,7 @@ CHECKS: tuple[Check, ...] = (
     _check_still_wanted,
     _check_not_moved_by_others,
     _check_interval,
+    _check_window,
 )
 #: A rollback is not the policy's decision: no policy, interval or still-wanted checks.
 ROLLBACK_CHECKS: tuple[Check, ...] = (
@@ -515,6 +538,56 @@ def _state_with_value(live: LiveContainer) -> bool:
     return live.location.obj is live.obj
 
 
+SCHEDULED = "headwind.sh/scheduled"
+
+
+def _scheduled(annotations: dict) -> dict:
+    try:
+        values = json.loads(annotations.get(SCHEDULED) or "{}")
+    except ValueError:
+        return {}
+    return values if isinstance(values, dict) else {}
+
+
+def _mark_scheduled(api, command: UpdateCommand, live: LiveContainer, opens: datetime) -> None:
+    """Record the wait once (the annotation on the target, the request's status)."""
+    entry = {"to": command.new_image, "at": rfc3339(opens)}
+    if command.request:
+        entry["request"] = command.request
+    if _scheduled(live.annotations).get(command.container) != entry:
+        path = live.kind.object_path(command.namespace, command.name)
+
+        def change(obj: dict) -> dict | None:
+            values = _scheduled((obj.get("metadata") or {}).get("annotations") or {})
+            if values.get(command.container) == entry:
+                return None
+            values[command.container] = entry
+            return {SCHEDULED: json.dumps(values, separators=(",", ":"), sort_keys=True)}
+
+        try:
+            update_annotations(api, path, change)
+        except (KubeError, StateContention) as exc:
+            log.warning("%s: schedule not recorded: %s", command.label, exc)
+    if command.request:
+        def status(obj: dict) -> dict:
+            current = dict(obj.get("status") or {})
+            if current.get("scheduledFor") == entry["at"]:
+                raise PhaseConflict(command.namespace, command.request or "",
+                                    proposals.phase_of(obj), set())
+            current["scheduledFor"] = entry["at"]
+            current["message"] = (f"approved; waiting for the maintenance window, scheduled "
+                                  f"for {entry['at']}")
+            return current
+
+        try:
+            proposals.update_status(api, command.namespace, command.request, status)
+        except PhaseConflict:
+            pass  # already says so
+        except (KubeError, StatusContention) as exc:
+            log.warning("UpdateRequest %s/%s: schedule not recorded: %s", command.namespace,
+                        command.request, exc)
+
+
 def _state_changes(live: LiveContainer, command: UpdateCommand, now: datetime) -> dict:
     """The target's state annotations after this change: the rollout to follow, and for a
     rollback the bad version or the hold."""
@@ -537,6 +610,10 @@ def _state_changes(live: LiveContainer, command: UpdateCommand, now: datetime) -
         rollback=command.is_rollback, request=command.request, by=command.actor,
         reason=command.reason)
     changes: dict[str, str | None] = {rollout.ANNOTATION_ROLLOUT: rollout.dump(followed)}
+    scheduled = _scheduled(annotations)
+    if scheduled.pop(command.container, None) is not None:
+        changes[SCHEDULED] = json.dumps(scheduled, separators=(",", ":"),
+                                        sort_keys=True) if scheduled else None
     if command.mark_bad and isinstance(spec, PolicySpec):
         try:
             key = spec.version_key(parse_artifact(command.kind, live.image))

@@ -13,6 +13,7 @@ import random
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
 
 from . import kube, metrics
 from .workloads import ContainerImage, TargetKind, WorkloadProjection, parse_artifact, project
@@ -27,6 +28,7 @@ class WorkloadCache:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._listeners: list[Callable[[Key], None]] = []
         self._items: dict[Key, WorkloadProjection] = {}
         self._index: dict[str, set[tuple[Key, str]]] = defaultdict(set)
         self._repos_of: dict[Key, set[str]] = {}
@@ -45,7 +47,25 @@ class WorkloadCache:
     def count(self, kind: str) -> int:
         return self._counts[kind]
 
+    def subscribe(self, listener: Callable[[Key], None]) -> None:
+        """``listener(key)`` after every change of that workload (added, changed, removed)."""
+        self._listeners.append(listener)
+
+    def _changed(self, key: Key) -> None:
+        for listener in self._listeners:
+            try:
+                listener(key)
+            except Exception:  # noqa: BLE001 - a listener must not break the cache
+                log.exception("cache listener failed")
+
     def upsert(self, item: WorkloadProjection) -> None:
+        previous = self._items.get(item.key)
+        self._upsert(item)
+        if previous is None or replace(item, resource_version=previous.resource_version) \
+                != previous:  # a status-only change (a new resourceVersion) is no change here
+            self._changed(item.key)
+
+    def _upsert(self, item: WorkloadProjection) -> None:
         with self._lock:
             self._drop(item.key)
             self._items[item.key] = item
@@ -60,7 +80,10 @@ class WorkloadCache:
 
     def remove(self, key: Key) -> None:
         with self._lock:
+            present = key in self._items
             self._drop(key)
+        if present:
+            self._changed(key)
 
     def replace_kind(self, kind: str, items: Iterable[WorkloadProjection]) -> None:
         """After a (re-)list: the listed set becomes the truth for this kind."""

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 from . import metrics
 from .cache import WorkloadCache
 from .core.charts import ChartRef, version_from_oci_tag
 from .core.events import EventSource, ImagePushEvent
-from .core.policy import InvalidPolicy, PolicySpec, decide
+from .core.policy import InvalidPolicy, PolicySpec, decide, old_enough
+from .core.windows import format_duration
 from .workloads import ContainerImage, WorkloadProjection, parse_artifact
 
 log = logging.getLogger(__name__)
@@ -42,10 +44,19 @@ class Dispatcher(Protocol):
     def apply(self, plan: UpdatePlan) -> None: ...
 
 
+#: repository -> {tag: when it was released} (the tag book), for headwind.sh/min-release-age.
+ReleaseTimes = Callable[[str], Mapping[str, datetime]]
+
+
 class Engine:
-    def __init__(self, cache: WorkloadCache, dispatcher: Dispatcher) -> None:
+    """``released`` says when each tag of a repository was released; without it (tests,
+    benchmarks) a ``headwind.sh/min-release-age`` holds every candidate back."""
+
+    def __init__(self, cache: WorkloadCache, dispatcher: Dispatcher, *,
+                 released: ReleaseTimes | None = None) -> None:
         self.cache = cache
         self.dispatcher = dispatcher
+        self.released = released or (lambda repository: {})
         self._specs: dict[tuple, PolicySpec | InvalidPolicy] = {}
 
     def handle(self, event: ImagePushEvent) -> list[UpdatePlan]:
@@ -64,10 +75,13 @@ class Engine:
         started = time.perf_counter()
         metrics.EVENTS_PROCESSED.labels(str(source)).inc()
         plans = []
+        released: Mapping[str, datetime] | None = None
         for workload, container in self.cache.matches(repository):
             if only is not None and workload.key not in only:
                 continue
-            plan = self.decide(candidates, source, workload, container)
+            if released is None and self._spec_ages(workload):
+                released = self.released(repository)
+            plan = self.decide(candidates, source, workload, container, released=released)
             if plan is None:
                 continue
             plans.append(plan)
@@ -78,8 +92,13 @@ class Engine:
         metrics.DECISION_SECONDS.observe(time.perf_counter() - started)
         return plans
 
+    def _spec_ages(self, workload: WorkloadProjection) -> bool:
+        spec = self._spec(workload)
+        return isinstance(spec, PolicySpec) and spec.min_release_age_seconds > 0
+
     def decide(self, candidates: Mapping[str, str | None], source: str,
-               workload: WorkloadProjection, container: ContainerImage) -> UpdatePlan | None:
+               workload: WorkloadProjection, container: ContainerImage, *,
+               released: Mapping[str, datetime] | None = None) -> UpdatePlan | None:
         labels = (workload.kind, workload.namespace)
         spec = self._spec(workload)
         if isinstance(spec, InvalidPolicy):
@@ -101,9 +120,21 @@ class Engine:
             if current.is_oci:  # Helm writes a version's "+" as "_" in OCI tags.
                 candidates = {version_from_oci_tag(tag): None for tag in candidates}
             metrics.HELM_CHART_VERSIONS_CHECKED.labels(workload.namespace).inc(len(candidates))
-        decision = decide(spec, current, candidates, slot=container.name)
+        if spec.min_release_age_seconds:
+            released = released if released is not None else {}
+            young = [tag for tag in candidates if not old_enough(spec, released.get(tag), None)]
+        else:
+            young = []
+        decision = decide(spec, current, candidates, slot=container.name, released=released)
         if decision is None or decision.image == container.image:
-            metrics.DECISIONS.labels(*labels, "unchanged").inc()
+            outcome = "too_young" if young and decide(
+                spec, current, candidates, slot=container.name) is not None else "unchanged"
+            metrics.DECISIONS.labels(*labels, outcome).inc()
+            if outcome == "too_young":
+                log.info("%s %s/%s container %s: %s not yet %s old (%s)", workload.kind,
+                         workload.namespace, workload.name, container.name, ", ".join(young),
+                         format_duration(spec.min_release_age_seconds),
+                         "headwind.sh/min-release-age")
             return None
         outcome = "approval" if spec.require_approval else "update"
         metrics.DECISIONS.labels(*labels, outcome).inc()

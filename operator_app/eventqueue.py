@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 import redis
 
+from . import metrics
 from .core.events import EventSource, ImagePushEvent
 
 log = logging.getLogger(__name__)
@@ -176,7 +177,10 @@ class _Consumer:
         if deliveries >= MAX_DELIVERIES:
             log.error("event %s failed %d times; dropped: %s", entry_id, deliveries, exc)
             self._ack(entry_id)
-        elif quiet:
+            metrics.EVENT_ERRORS.labels("dropped").inc()
+            return
+        metrics.EVENT_ERRORS.labels("retried").inc()
+        if quiet:
             log.warning("event %s: %s; retried later", entry_id, exc)
         else:
             log.exception("event %s could not be handled; it stays pending", entry_id)

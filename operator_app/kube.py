@@ -15,11 +15,23 @@ import os
 from dataclasses import dataclass
 
 import urllib3
-from django.conf import settings
 from kubernetes import client, config
 from kubernetes.config.config_exception import ConfigException
 
 log = logging.getLogger(__name__)
+
+
+class _Settings:
+    """``django.conf.settings``, imported on first use: client programs that reach the cluster
+    through this module (``kubectl-headwind``) never import Django."""
+
+    def __getattr__(self, name: str):
+        from django.conf import settings as django_settings
+
+        return getattr(django_settings, name)
+
+
+settings = _Settings()
 
 #: Every write names this field manager, so ``managedFields`` says who changed what.
 FIELD_MANAGER = "headwind"
@@ -187,3 +199,85 @@ def _kube_error(exc: client.ApiException) -> KubeError:
     except (TypeError, ValueError):
         reason = exc.reason or ""
     return KubeError(exc.status or 0, reason, message)
+
+
+# --------------------------------------------------------------------------------------------
+# A person's own kubeconfig (the kubectl-headwind plugin): no Django settings, no in-cluster
+# fallback, the user's credentials as kubectl would use them
+# --------------------------------------------------------------------------------------------
+
+TABLE_ACCEPT = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
+
+
+@dataclass(frozen=True)
+class UserClient:
+    """An ApiClient with the user's credentials, and where they came from."""
+
+    api: client.ApiClient
+    context: str
+    namespace: str  # the context's namespace, or "default" as kubectl has it
+    source: str  # the kubeconfig file(s)
+
+
+def user_client(kubeconfig: str | None = None, context: str | None = None) -> UserClient:
+    """An ApiClient as kubectl builds one: ``kubeconfig`` (``--kubeconfig``), else
+    ``$KUBECONFIG`` (several files joined with ``:`` are merged), else ``~/.kube/config``; the
+    context ``context`` (``--context``), else the file's current-context. Exec credential
+    plugins, token files and client certificates are resolved by the kubernetes client.
+    Raises :class:`ClusterUnreachable` with a one-line reason when there is nothing usable."""
+    source = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
+    try:
+        contexts, current = config.list_kube_config_contexts(config_file=source)
+        chosen = context or (current or {}).get("name", "")
+        entry = next((c for c in contexts or [] if c.get("name") == chosen), None)
+        if entry is None:
+            raise ConfigException(f"context {chosen!r} is not in it" if chosen
+                                  else "it names no current-context; pass --context")
+        api = config.new_client_from_config(config_file=source, context=chosen,
+                                            persist_config=False)
+    except (ConfigException, OSError, TypeError, ValueError, KeyError) as exc:
+        raise ClusterUnreachable(f"no usable Kubernetes credentials in {source}: {exc}") \
+            from None
+    namespace = (entry.get("context") or {}).get("namespace") or "default"
+    return UserClient(api, chosen, namespace, source)
+
+
+def bearer_token(api: client.ApiClient) -> str | None:
+    """The bearer token ``api`` sends (refreshed first when it comes from an exec plugin or
+    has expired), or None: a client certificate, or basic auth, is no bearer token."""
+    configuration = api.configuration
+    if configuration.refresh_api_key_hook is not None:
+        try:
+            configuration.refresh_api_key_hook(configuration)
+        except (ConfigException, OSError, TypeError, ValueError, KeyError) as exc:
+            raise ClusterUnreachable(f"could not refresh the kubeconfig's token: {exc}") \
+                from None
+    value = configuration.api_key.get("BearerToken") or \
+        configuration.api_key.get("authorization") or ""
+    scheme, _, token = value.partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return token.strip() or None
+
+
+def request_table(api: client.ApiClient, path: str, *, query: dict | None = None,
+                  timeout: float | tuple[float, float] = 30) -> dict:
+    """``GET path`` as a ``meta.k8s.io/v1`` Table: the columns ``kubectl get`` prints (for a
+    custom resource, its ``additionalPrinterColumns``), computed by the API server. Errors as
+    :func:`request`."""
+    try:
+        response = api.call_api(
+            path, "GET",
+            query_params=[(k, v) for k, v in (query or {}).items() if v is not None],
+            header_params={"Accept": TABLE_ACCEPT}, auth_settings=["BearerToken"],
+            _preload_content=False, _request_timeout=timeout,
+        )
+        raw = _http_response(response).data
+    except client.ApiException as exc:
+        raise _kube_error(exc) from None
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        raise _unreachable(api, exc) from None
+    try:
+        return json.loads(raw) if raw else {}
+    except ValueError:
+        raise KubeError(0, "BadResponse", f"GET {path}: the answer is not JSON") from None

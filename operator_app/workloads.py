@@ -15,6 +15,7 @@ time.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -315,6 +316,10 @@ class WorkloadProjection:
     credentials_namespace: str = ""
     #: A HelmRelease's chart source (kind, namespace, name): its URL, auth and TLS settings.
     source: tuple[str, str, str] | None = None
+    #: Per slot, the newest update-history entry: (slot, at, from, to, by).
+    last_changes: tuple[tuple[str, str, str, str, str], ...] = ()
+    #: Per slot, the state of the rollout Headwind follows or followed: (slot, state).
+    rollout_states: tuple[tuple[str, str], ...] = ()
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -340,6 +345,7 @@ def project(kind: TargetKind, obj: dict,
                         and k not in NOT_PROJECTED))
     namespace, secrets, account = kind.credentials(obj, sources)
     chart_source = kind.source(obj, sources) if isinstance(kind, HelmReleaseKind) else None
+    last_changes, rollout_states = _records(annotations)
     return WorkloadProjection(
         kind=kind.kind,
         namespace=meta.get("namespace", ""),
@@ -353,7 +359,32 @@ def project(kind: TargetKind, obj: dict,
         credentials_namespace="" if namespace == meta.get("namespace", "") else namespace,
         source=(chart_source.kind, chart_source.namespace, chart_source.name)
         if chart_source is not None else None,
+        last_changes=last_changes,
+        rollout_states=rollout_states,
     )
+
+
+def _records(annotations: dict) -> tuple[tuple, tuple]:
+    """The newest history entry and the rollout state of each slot, for the inventory (a
+    malformed annotation just shows nothing)."""
+    changes: dict[str, tuple[str, str, str, str, str]] = {}
+    try:
+        history = json.loads(annotations.get("headwind.sh/update-history") or "[]")
+    except ValueError:
+        history = []
+    for entry in history if isinstance(history, list) else []:
+        if isinstance(entry, dict) and isinstance(entry.get("container"), str):
+            changes.setdefault(entry["container"], (
+                entry["container"], str(entry.get("at") or ""), str(entry.get("from") or ""),
+                str(entry.get("to") or ""), str(entry.get("by") or "")))
+    try:
+        followed = json.loads(annotations.get("headwind.sh/rollout") or "{}")
+    except ValueError:
+        followed = {}
+    states = tuple(sorted((slot, str(record.get("state") or ""))
+                          for slot, record in (followed.items() if isinstance(followed, dict)
+                                               else ()) if isinstance(record, dict)))
+    return tuple(sorted(changes.values())), states
 
 
 def parse_artifact(kind: str, reference: str) -> ImageRef | ChartRef:

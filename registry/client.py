@@ -491,6 +491,65 @@ class RegistryClient:
             )
         return digest
 
+    def image_created(self, repository: str, reference: str) -> dt.datetime | None:
+        """The image config's ``created`` time of ``reference`` (None when it has none).
+
+        Costs a manifest GET (counted as a pull by some registries), a second one for a
+        multi-platform index (linux/amd64, else the first), and the config blob: callers ask
+        once per digest (registry/release_age.py). A blob redirect is followed once, without
+        credentials, only to an HTTPS address that is not private (cloud storage)."""
+        path = api_repository(self.host, repository)
+        scope = f"repository:{path}:pull"
+        manifest = self._json("GET", f"{self.base_url}/v2/{path}/manifests/{reference}",
+                              kind="manifest", scope=scope, accept=MANIFEST_ACCEPT)
+        entries = manifest.get("manifests")
+        if isinstance(entries, list) and entries:
+            chosen = next((entry for entry in entries if isinstance(entry, dict) and
+                           (entry.get("platform") or {}).get("os") == "linux" and
+                           (entry.get("platform") or {}).get("architecture") == "amd64"),
+                          entries[0])
+            digest = chosen.get("digest") if isinstance(chosen, dict) else None
+            if not is_valid_digest(str(digest or "")):
+                return None
+            manifest = self._json("GET", f"{self.base_url}/v2/{path}/manifests/{digest}",
+                                  kind="manifest", scope=scope, accept=MANIFEST_ACCEPT)
+        config = manifest.get("config") if isinstance(manifest.get("config"), dict) else {}
+        digest = str(config.get("digest") or "")
+        if not is_valid_digest(digest):
+            return None
+        blob = self._blob_json(path, digest, scope)
+        return parse_created(blob.get("created"))
+
+    def _json(self, method: str, url: str, *, kind: str, scope: str, accept: str) -> dict:
+        response = self._request(method, url, kind=kind, scope=scope,
+                                 headers={"Accept": accept})
+        return _small_json(response, self.host, kind)
+
+    def _blob_json(self, path: str, digest: str, scope: str) -> dict:
+        url = f"{self.base_url}/v2/{path}/blobs/{digest}"
+        try:
+            return self._json("GET", url, kind="blob", scope=scope, accept="*/*")
+        except RegistryError as exc:
+            if exc.status not in (301, 302, 303, 307, 308):
+                raise
+        # Blob storage elsewhere (S3, a CDN): one hop, public HTTPS only, no credentials.
+        response = self._send("GET", url, kind="blob",
+                              headers={"Authorization": self._authorization(scope) or ""})
+        target = urlsplit(urljoin(url, response.headers.get("Location", "")))
+        problem = realm_address_problem(target.hostname or "", target.port) \
+            if target.scheme == "https" else "not HTTPS"
+        if response.status_code not in (301, 302, 303, 307, 308) or problem:
+            raise RegistryError(self.host, response.status_code,
+                                f"blob: redirect not followed ({problem or 'no redirect'})")
+        try:
+            followed = self.session.get(target.geturl(), timeout=self.timeout,
+                                        allow_redirects=False, verify=self.verify)
+        except requests.RequestException as exc:
+            raise RegistryServerError(self.host, None,
+                                      f"blob: {_describe_exception(exc)}") from None
+        self._raise_for(followed, "blob")
+        return _small_json(followed, self.host, "blob")
+
     # -- requests and auth ---------------------------------------------------------------------
 
     def _same_origin(self, url: str) -> bool:
@@ -680,6 +739,38 @@ class RegistryClient:
             if secret and len(secret) >= 4:
                 text = text.replace(secret, "<redacted>")
         return text
+
+
+#: A manifest or image config larger than this is not read (they are a few KiB).
+MAX_JSON_BYTES = 4 * 1024 * 1024
+
+
+def _small_json(response: requests.Response, host: str, kind: str) -> dict:
+    if len(response.content) > MAX_JSON_BYTES:
+        raise RegistryError(host, response.status_code, f"{kind}: larger than {MAX_JSON_BYTES}")
+    try:
+        body = response.json()
+    except ValueError:
+        raise RegistryError(host, response.status_code, f"{kind}: not JSON") from None
+    if not isinstance(body, dict):
+        raise RegistryError(host, response.status_code, f"{kind}: not a JSON object")
+    return body
+
+
+def parse_created(text: object) -> dt.datetime | None:
+    """An image config's ``created`` (RFC 3339, often with nanoseconds) as an aware time."""
+    if not isinstance(text, str) or not text:
+        return None
+    value = text.strip().replace("Z", "+00:00")
+    match = re.match(r"^(.*T\d{2}:\d{2}:\d{2})(\.\d+)?(.*)$", value)
+    if match:  # Python reads at most six fraction digits
+        fraction = (match.group(2) or "")[:7]
+        value = f"{match.group(1)}{fraction}{match.group(3)}"
+    try:
+        moment = dt.datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
 def _preferred(challenges: list[Challenge]) -> Challenge | None:

@@ -1,4 +1,5 @@
-"""Prometheus metrics of registry polling (exported by whichever process runs the poller)."""
+"""Prometheus metrics of registry polling (exported by whichever process runs the poller) and
+of webhook verification (``run_operator``). Every metric: docs/metrics.md."""
 
 from __future__ import annotations
 
@@ -14,6 +15,22 @@ POLL_REQUESTS = Counter(
 NEW_TAGS = Counter(
     "headwind_polling_new_tags_found_total",
     "Tags seen in a listing that the previous listing of the same repository did not have.",
+    ["registry"],
+)
+IMAGES_CHECKED = Counter(
+    "headwind_polling_images_checked_total",
+    "Due containers whose repository a poll read (one per container and poll; failed reads "
+    "count as headwind_polling_errors_total instead).",
+    ["registry"],
+)
+HELM_CHARTS_CHECKED = Counter(
+    "headwind_polling_helm_charts_checked_total",
+    "Due HelmReleases whose chart repository a poll read (index.yaml or OCI tag list).",
+    ["registry"],
+)
+HELM_NEW_VERSIONS = Counter(
+    "headwind_polling_helm_new_versions_found_total",
+    "Chart versions seen in a repository that its previous read did not have.",
     ["registry"],
 )
 POLL_ERRORS = Counter(
@@ -35,4 +52,10 @@ RATELIMIT_REMAINING = Gauge(
     "headwind_registry_ratelimit_remaining",
     "Last RateLimit-Remaining a registry reported (Docker Hub sends it).",
     ["registry"],
+)
+VERIFICATIONS = Counter(
+    "headwind_webhook_verifications_total",
+    "Webhook events checked against their registry (verified, mismatch, missing, "
+    "not_yet_found, unreachable, unverifiable, error).",
+    ["registry", "outcome"],
 )

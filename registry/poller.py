@@ -21,6 +21,7 @@ cycle. The engine is only ever called from the poller's own thread.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import logging
 import random
@@ -40,14 +41,16 @@ from operator_app.core.charts import ChartRef
 from operator_app.core.events import EventSource
 from operator_app.core.images import ImageRef
 from operator_app.core.policy import InvalidPolicy, Policy, PolicySpec, decide
+from operator_app.core.versions import parse_tag
 from operator_app.workloads import parse_artifact
 
-from . import metrics
+from . import metrics, tagbook
 from .charts import ChartRepositoryClient, NotModified
 from .client import (
     RegistryAuthError,
     RegistryClient,
     RegistryError,
+    RegistryNotFound,
     RegistryRateLimited,
     RegistryServerError,
     credential_identity,
@@ -174,6 +177,9 @@ class _Group:
     #: An HTTP(S) chart repository (``path`` is then its URL): read its index.yaml instead.
     chart_access: ChartAccess | None = None
     charts: set[str] = field(default_factory=set)
+    #: (spec, current, slot) of due containers with ``headwind.sh/min-release-age``: their
+    #: candidates' release times are asked for (once per digest).
+    aged: list[tuple[PolicySpec, ImageRef, str]] = field(default_factory=list)
 
     @property
     def repository(self) -> str:
@@ -209,6 +215,9 @@ class _Result:
     tags: list[str] | None = None
     digests: dict[str, str] = field(default_factory=dict)
     chart_versions: dict[str, list[str]] = field(default_factory=dict)
+    #: Release times learned in this poll (image configs, a chart index's ``created``).
+    created: dict[str, dt.datetime | None] = field(default_factory=dict)
+    chart_created: dict[str, dict[str, dt.datetime | None]] = field(default_factory=dict)
     not_modified: bool = False
     error: RegistryError | None = None
     skipped: bool = False  # host was (or got) backed off before this group ran
@@ -428,6 +437,8 @@ class Poller:
                     group.needs_tags = True
                     if isinstance(ref, ImageRef) and ref.digest is not None:
                         group.pinned.append((spec, ref))
+                    if spec.min_release_age_seconds and isinstance(ref, ImageRef):
+                        group.aged.append((spec, ref, container.name))
         for gone in [k for k in self._host_of if k not in seen]:
             del self._host_of[gone]
             self._next_due.pop(gone, None)
@@ -505,6 +516,9 @@ class Poller:
             self._known_tags[known_key] = current
         candidates: dict[str, str | None] = dict.fromkeys(tags)
         candidates.update(result.digests)
+        if result.tags is not None:
+            tagbook.record_listing(group.repository, tags, digests=result.digests,
+                                   created=result.created)
         self._reschedule(group)
         try:
             plans = self.engine.handle_candidates(group.repository, candidates, "polling",
@@ -523,6 +537,8 @@ class Poller:
         for chart in sorted(group.charts):
             versions = result.chart_versions.get(chart, [])
             repository = f"{group.path.rstrip('/')}/{chart}"
+            tagbook.record_listing(repository, versions,
+                                   created=result.chart_created.get(chart, {}))
             known_key = (repository, group.identity)
             previous = self._known_tags.get(known_key)
             current = frozenset(versions)
@@ -593,8 +609,10 @@ class Poller:
             return _Result(group, chart_versions=dict(known), not_modified=True)
         versions = {chart: [v.version for v in entries]
                     for chart, entries in result.versions.items()}
+        created = {chart: {v.version: v.created for v in entries}
+                   for chart, entries in result.versions.items()}
         self._chart_versions[key] = versions
-        return _Result(group, chart_versions=versions)
+        return _Result(group, chart_versions=versions, chart_created=created)
 
     # -- registry work (pool threads) ----------------------------------------------------------
 
@@ -661,6 +679,7 @@ class Poller:
                 except RegistryError as exc:
                     if exc.status != 404:  # a vanished tag is no error
                         raise
+            created = self._release_times(group, client, tags) if group.aged and tags else {}
             if client is not None and client.rate_limit_remaining is not None:
                 metrics.RATELIMIT_REMAINING.labels(host).set(client.rate_limit_remaining)
         except RegistryRateLimited as exc:
@@ -672,7 +691,38 @@ class Poller:
         except RegistryError as exc:
             return _Result(group, error=exc)
         self.backoff.success(host)
-        return _Result(group, tags=tags, digests=digests)
+        return _Result(group, tags=tags, digests=digests, created=created)
+
+    def _release_times(self, group: _Group, client: RegistryClient | None,
+                       tags: list[str]) -> dict[str, dt.datetime | None]:
+        """For ``headwind.sh/min-release-age``: the image config's ``created`` of the few
+        newest candidates each aged container's policy accepts, and of what it runs, asked
+        once per digest (the tag book remembers the answer, even "none")."""
+        wanted: set[str] = set()
+        for spec, current, slot in group.aged:
+            accepted = []
+            for tag in tags:
+                choice = decide(spec, current, {tag: None}, slot=slot)
+                if choice is not None and choice.tag == tag:
+                    accepted.append(tag)
+            wanted.update(sorted(accepted, key=_version_key, reverse=True)[:RELEASE_TIMES_PER])
+            if current.effective_tag:
+                wanted.add(current.effective_tag)
+        tagbook.record_listing(group.repository, tags)  # rows exist before they are asked for
+        found: dict[str, dt.datetime | None] = {}
+        for tag in sorted(tagbook.unchecked(group.repository, wanted)):
+            try:
+                if client is None:
+                    client, found[tag] = self._authenticated(
+                        group, lambda c, tag=tag: c.image_created(group.path, tag))
+                else:
+                    found[tag] = client.image_created(group.path, tag)
+            except RegistryNotFound:
+                continue
+            except RegistryError as exc:
+                log.info("release time of %s:%s not read: %s", group.repository, tag, exc)
+                found[tag] = None
+        return found
 
     def _authenticated(self, group: _Group, call: Callable[[RegistryClient], object]):
         """``call`` with the group's credentials in order (most specific first) until one is
@@ -686,6 +736,15 @@ class Poller:
                 if index == len(candidates) - 1:
                     raise
         raise AssertionError("unreachable")
+
+
+#: Candidates per aged container whose release time is asked for.
+RELEASE_TIMES_PER = 5
+
+
+def _version_key(tag: str):
+    parsed = parse_tag(tag)
+    return (1, parsed.version) if parsed is not None else (0, tag)
 
 
 def start_poller(api, cache, engine, *, stop: threading.Event, may_run: Callable[[], bool],

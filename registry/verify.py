@@ -28,7 +28,6 @@ import time
 from dataclasses import replace
 
 from django.conf import settings
-from prometheus_client import Counter
 
 from operator_app.cache import WorkloadCache
 from operator_app.core.events import EventSource, ImagePushEvent
@@ -43,15 +42,9 @@ from .client import (
     RegistryServerError,
 )
 from .credentials import CredentialStore
+from .metrics import VERIFICATIONS
 
 log = logging.getLogger(__name__)
-
-VERIFICATIONS = Counter(
-    "headwind_webhook_verifications_total",
-    "Webhook events checked against their registry (verified, mismatch, missing, "
-    "not_yet_found, unreachable, unverifiable, error).",
-    ["registry", "outcome"],
-)
 
 
 def _retry_delay(age: float) -> float:

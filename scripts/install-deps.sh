@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Headwind's demo and tests need on a fresh Debian 12 machine, and nothing twice:
-# Debian packages (registry, Redis, Chromium for the UI tests), the Python virtualenv, and the
-# testbed's Go-built binaries (cached under ~/.cache/headwind/ by version).
+# Debian packages (registry, Redis, PostgreSQL, Chromium for the UI tests), the Python
+# virtualenv, and the testbed's Go-built binaries (cached under ~/.cache/headwind/ by version).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +11,12 @@ for pair in docker-registry:docker-registry redis-server:redis-server chromium:c
   bin=${pair%%:*}; pkg=${pair##*:}
   command -v "$bin" >/dev/null 2>&1 || need_pkgs+=("$pkg")
 done
+# PostgreSQL: the testbed runs Debian's server (not on PATH: /usr/lib/postgresql/<major>/bin).
+new_postgres=""
+if ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
+  need_pkgs+=(postgresql)
+  new_postgres=1
+fi
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "==> apt-get install ${need_pkgs[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
@@ -23,6 +29,17 @@ for svc in redis-server docker-registry; do
     systemctl stop "$svc" >/dev/null 2>&1 || true
   fi
 done
+# The package's own cluster ("main", port 5432) is started by its installation; the testbed
+# makes throwaway clusters of its own, so the one just installed is stopped (never someone's
+# PostgreSQL that was there before).
+if [ -n "$new_postgres" ] && command -v pg_lsclusters >/dev/null 2>&1; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  pg_lsclusters --no-header 2>/dev/null | while read -r version cluster _port status _rest; do
+    if [ "$status" = online ]; then
+      $SUDO pg_ctlcluster "$version" "$cluster" stop >/dev/null 2>&1 || true
+    fi
+  done || true
+fi
 
 PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then

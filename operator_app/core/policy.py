@@ -15,6 +15,7 @@ import functools
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -29,6 +30,7 @@ from operator_app.core.rollout import (
     holds,
 )
 from operator_app.core.versions import InvalidRange, Range, TagVersion, parse_tag
+from operator_app.core.windows import InvalidWindow, Schedule, parse_duration, parse_schedule
 
 __all__ = [
     "ANNOTATION_APPROVALS_REQUIRED",
@@ -36,6 +38,8 @@ __all__ = [
     "ANNOTATION_AUTO_ROLLBACK",
     "ANNOTATION_EVENT_SOURCE",
     "ANNOTATION_IMAGES",
+    "ANNOTATION_MAINTENANCE_WINDOW",
+    "ANNOTATION_MIN_RELEASE_AGE",
     "ANNOTATION_INCLUDE_PRERELEASE",
     "ANNOTATION_MIN_UPDATE_INTERVAL",
     "ANNOTATION_PATTERN",
@@ -70,6 +74,8 @@ ANNOTATION_ROLLOUT_TIMEOUT = "headwind.sh/rollout-timeout"
 #: The original operator's name for the same setting; read when rollout-timeout is absent.
 ANNOTATION_ROLLBACK_TIMEOUT = "headwind.sh/rollback-timeout"
 ANNOTATION_HEALTH_CHECK_RETRIES = "headwind.sh/health-check-retries"
+ANNOTATION_MIN_RELEASE_AGE = "headwind.sh/min-release-age"
+ANNOTATION_MAINTENANCE_WINDOW = "headwind.sh/maintenance-window"
 
 DEFAULT_MIN_UPDATE_INTERVAL_SECONDS = 300
 DEFAULT_APPROVAL_TIMEOUT_SECONDS = 86400
@@ -164,6 +170,10 @@ class PolicySpec:
     held: frozenset[str] = field(default_factory=frozenset)
     #: (slot, version) pairs an automatic rollback took back (``headwind.sh/bad-versions``).
     bad_versions: frozenset[tuple[str, str]] = field(default_factory=frozenset)
+    #: A candidate younger than this is not proposed or applied yet (0: no minimum).
+    min_release_age_seconds: int = 0
+    #: When updates may be applied (None: any time).
+    maintenance_window: Schedule | None = None
 
     def __post_init__(self) -> None:
         if self.policy in (Policy.GLOB, Policy.REGEXP) and not self.pattern:
@@ -254,6 +264,16 @@ class PolicySpec:
             raise InvalidPolicy(key, values.get(key), str(error)) from None
         timeout_key = (ANNOTATION_ROLLOUT_TIMEOUT if get(ANNOTATION_ROLLOUT_TIMEOUT) is not None
                        else ANNOTATION_ROLLBACK_TIMEOUT)
+        age_text = get(ANNOTATION_MIN_RELEASE_AGE)
+        try:
+            min_release_age = parse_duration(age_text) if age_text else 0
+        except ValueError as error:
+            raise InvalidPolicy(ANNOTATION_MIN_RELEASE_AGE, age_text, str(error)) from None
+        window_text = get(ANNOTATION_MAINTENANCE_WINDOW)
+        try:
+            window = parse_schedule(window_text) if window_text else None
+        except InvalidWindow as error:
+            raise InvalidPolicy(ANNOTATION_MAINTENANCE_WINDOW, window_text, str(error)) from None
         return cls(
             policy=policy,
             pattern=get(ANNOTATION_PATTERN),
@@ -299,6 +319,8 @@ class PolicySpec:
             ),
             held=held,
             bad_versions=bad,
+            min_release_age_seconds=min_release_age,
+            maintenance_window=window,
         )
 
     def accepts_source(self, source: EventSource) -> bool:
@@ -327,6 +349,7 @@ class PolicySpec:
 
 def decide(spec: PolicySpec, current: ImageRef | ChartRef,
            candidates: Mapping[str, str | None], *, slot: str | None = None,
+           released: Mapping[str, datetime] | None = None, now: datetime | None = None,
            ) -> Decision | None:
     """The one decision entry point: where should a container running ``current`` move, given
     the tags (and digests, where known) that exist in its repository?
@@ -344,6 +367,9 @@ def decide(spec: PolicySpec, current: ImageRef | ChartRef,
     None when nothing should move, including a digest-only reference (it names no tag to
     follow) and a result that is the image already running. With ``slot`` (the container or
     ``chart``), a held slot never moves and versions rolled back as bad are not candidates.
+    With ``released`` (when each candidate tag was released) and a
+    ``headwind.sh/min-release-age``, a candidate younger than that at ``now`` (or of unknown
+    age) is not one yet.
     """
     current_tag = current.effective_tag
     if spec.policy is Policy.NONE or current_tag is None:
@@ -354,6 +380,9 @@ def decide(spec: PolicySpec, current: ImageRef | ChartRef,
         if spec.bad_versions and spec.policy is not Policy.DIGEST:
             candidates = {tag: digest for tag, digest in candidates.items()
                           if not spec.is_bad(slot, tag)}
+    if spec.min_release_age_seconds and released is not None:
+        candidates = {tag: digest for tag, digest in candidates.items()
+                      if old_enough(spec, released.get(tag), now)}
     if spec.policy is Policy.DIGEST:
         digest = _known_digest(candidates, current_tag)
         if digest is None or (slot is not None and spec.is_bad(slot, digest)):
@@ -377,6 +406,17 @@ def decide(spec: PolicySpec, current: ImageRef | ChartRef,
     if image == str(current):
         return None
     return Decision(tag=choice.tag, reason=choice.reason, digest=choice.digest, image=image)
+
+
+def old_enough(spec: PolicySpec, released: datetime | None, now: datetime | None) -> bool:
+    """Is a version released at ``released`` past ``headwind.sh/min-release-age`` at ``now``?
+    An unknown release time is not (the caller records when it first saw the tag)."""
+    if not spec.min_release_age_seconds:
+        return True
+    if released is None:
+        return False
+    return released + timedelta(seconds=spec.min_release_age_seconds) <= (
+        now or datetime.now(UTC))
 
 
 def choose_target(spec: PolicySpec, current_tag: str, candidates: Iterable[str], *,

@@ -254,3 +254,36 @@ def test_phone_width_layout(open_page, kube_api, namespace, mirror, tmp_path):
     dialog.get_by_role("button", name="Cancel").click()
     expect(page.locator("dialog[open]")).to_have_count(0)
     assert ur.phase_of(ur.get(kube_api, namespace, name)) == "Pending"
+
+
+def test_the_summary_and_title_follow_live_updates(open_page, kube_api, namespace, mirror):
+    """A row that a live update moves to another phase changes the summary above the list
+    ("2 requests match · N pending") and the title's pending count too, without a reload."""
+    from approvals.models import Phase, UpdateRequest
+    from tests.waiting import eventually
+
+    first = pending_request(kube_api, namespace)
+    pending_request(kube_api, namespace, name="api", new="reg.example/team/app:1.4.0")
+    person("iris", namespace)
+    page = open_page()
+    sign_in(page, "iris", then=f"/?namespace={namespace}&phase=Pending")
+    mark_page(page)
+    summary = page.locator("#results .summary")
+    expect(summary).to_contain_text("2 requests match")
+
+    def shows_the_pending_count() -> bool:
+        """Pending counts every namespace (other tests' requests come and go meanwhile)."""
+        count = UpdateRequest.objects.filter(phase=Phase.PENDING).count()
+        title = page.title()
+        return (summary.get_attribute("data-pending") == str(count)
+                and f"{count} pending" in summary.inner_text()
+                and (title.startswith(f"({count}) ") if count else not title.startswith("(")))
+
+    eventually(shows_the_pending_count, 30, "the summary's pending count", interval=0.2)
+
+    ur.set_phase(kube_api, namespace, first, ur.Phase.REJECTED, message="by kubectl",
+                 extra_status={"rejectedBy": "kubectl"})
+    expect(row(page, namespace, first).locator(".badge")).to_have_text("Rejected", timeout=SLOW)
+    expect(summary).to_contain_text("1 request matches", timeout=SLOW)
+    eventually(shows_the_pending_count, 30, "the pending count after the change", interval=0.2)
+    assert_not_reloaded(page)

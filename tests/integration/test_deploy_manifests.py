@@ -5,6 +5,8 @@
   created for real (kwok runs the pods), the Services find their pods on the right ports;
 - every environment variable they set is read by the code (a typo fails);
 - the Secret template holds no values, and Django refuses to start on it as it is;
+- both default to PostgreSQL: with their configuration (the server moved to the testbed's),
+  Django connects to a real PostgreSQL and ``/readyz`` answers; the chart refuses SQLite;
 - the Helm chart: its templates reference only values that exist, its CRD is deploy/crds/'s,
   ``helm lint --strict`` of the real helm (tests/testbed/tools/helm, the ``helm`` fixture)
   passes for every tested set of values, and ``helm template`` renders it for the testbed's
@@ -20,6 +22,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import yaml
@@ -203,21 +206,42 @@ def test_the_secret_template_holds_no_values_and_headwind_refuses_to_start_on_it
     (secret,) = [doc for doc in docs if doc["kind"] == "Secret"]
     assert secret["metadata"]["name"] == "headwind-secrets"
     assert "data" not in secret
-    assert {"SECRET_KEY", "DATABASE_URL", "HEADWIND_WEBHOOK_TOKEN"} <= set(secret["stringData"])
+    assert {"SECRET_KEY", "DATABASE_PASSWORD", "HEADWIND_WEBHOOK_TOKEN"} <= set(
+        secret["stringData"])
+    assert "DATABASE_URL" not in secret["stringData"], "an empty one would hide config.yaml's"
     assert all(value == "" for value in secret["stringData"].values()), "never real values"
 
     config = config_env(docs)
     as_shipped = run_django(tmp_path, {**config, **secret["stringData"]})
     assert as_shipped.returncode != 0
     assert "SECRET_KEY is required" in as_shipped.stderr
-    no_database = run_django(tmp_path,
+    no_password = run_django(tmp_path,
                              {**config, **secret["stringData"], "SECRET_KEY": "k" * 50})
-    assert no_database.returncode != 0
-    assert "DATABASE_URL has an unsupported scheme" in no_database.stderr
+    assert no_password.returncode != 0
+    assert "DATABASE_PASSWORD is set but empty" in no_password.stderr
 
 
-def test_the_configuration_starts_django_and_the_probes_get_through(tmp_path):
-    check_probes_get_through([doc for _, doc in manifest_docs()], tmp_path)
+def test_the_configuration_starts_django_and_the_probes_get_through(tmp_path, testbed):
+    check_probes_get_through([doc for _, doc in manifest_docs()], tmp_path, testbed)
+
+
+def test_the_manifests_default_to_postgresql():
+    """The ConfigMap names a PostgreSQL server (no password in it); the password is the
+    Secret's DATABASE_PASSWORD, which replaces whatever the URL says."""
+    from headwind_site.settings import database_from_url
+
+    docs = [doc for _, doc in manifest_docs()]
+    url = config_env(docs)["DATABASE_URL"]
+    assert url == "postgres://headwind@postgres.headwind-system.svc:5432/headwind"
+    database = database_from_url(url, "s3cret:/@")
+    assert database["ENGINE"] == "django.db.backends.postgresql"
+    assert (database["USER"], database["PASSWORD"], database["HOST"], database["PORT"],
+            database["NAME"]) == ("headwind", "s3cret:/@", "postgres.headwind-system.svc", "5432",
+                                  "headwind")
+    with_options = database_from_url("postgresql://u:p%40ss@db:6432/hw?sslmode=verify-full"
+                                     "&sslrootcert=/etc/db/ca.crt")
+    assert with_options["PASSWORD"] == "p@ss"
+    assert with_options["OPTIONS"] == {"sslmode": "verify-full", "sslrootcert": "/etc/db/ca.crt"}
 
 
 # --- environment variable names -----------------------------------------------------------------
@@ -350,6 +374,7 @@ VARIANTS = {
         "tolerations": [{"key": "k", "operator": "Exists"}],
         "web": {"migrate": False, "pdb": {"enabled": False}},
         "serviceAccount": {"annotations": {"example.com/role": "x"}},
+        "database": {"host": "db.example.internal", "sslMode": "require"},
     },
 }
 
@@ -413,8 +438,25 @@ def test_the_rendered_chart_follows_the_manifests(variant, render_chart):
 
 
 def test_the_chart_configuration_starts_django_and_the_probes_get_through(render_chart,
-                                                                          tmp_path):
-    check_probes_get_through(render_chart("headwind", "headwind-system"), tmp_path)
+                                                                          tmp_path, testbed):
+    check_probes_get_through(render_chart("headwind", "headwind-system"), tmp_path, testbed)
+
+
+def test_the_chart_defaults_to_postgresql_and_refuses_sqlite(render_chart, helm):
+    config = config_env(render_chart("headwind", "headwind-system"))
+    assert config["DATABASE_URL"] == "postgres://headwind@postgres:5432/headwind"
+    managed = config_env(render_chart("headwind", "headwind-system", {"database": {
+        "host": "db.example.internal", "port": 6432, "name": "hw", "user": "headwind-app",
+        "sslMode": "verify-full"}}))
+    assert managed["DATABASE_URL"] == (
+        "postgres://headwind-app@db.example.internal:6432/hw?sslmode=verify-full")
+    # With no host, the Secret is expected to carry a whole DATABASE_URL.
+    assert "DATABASE_URL" not in config_env(render_chart("headwind", "headwind-system",
+                                                         {"database": {"host": ""}}))
+    for values in ({"secrets": {"values": {"DATABASE_URL": "sqlite:////tmp/db.sqlite3"}}},
+                   {"env": {"DATABASE_URL": "sqlite:////tmp/db.sqlite3"}}):
+        with pytest.raises(Exception, match="SQLite is for the demo"):
+            render_chart("headwind", "headwind-system", values)
 
 
 # --- shared checks ------------------------------------------------------------------------------
@@ -509,9 +551,10 @@ def run_django(tmp_path: Path, env: dict[str, str], checks=()):
                           timeout=120)
 
 
-def check_probes_get_through(docs: list[dict], tmp_path: Path) -> None:
-    """The ConfigMap's values start Django (with a key and database filled in), and the web
-    probes' Host header passes ALLOWED_HOSTS; a bare pod IP would not."""
+def check_probes_get_through(docs: list[dict], tmp_path: Path, testbed) -> None:
+    """The ConfigMap's values start Django (with a key and the database password filled in,
+    and its PostgreSQL server moved to the testbed's), ``/readyz`` finds the database, and the
+    web probes' Host header passes ALLOWED_HOSTS; a bare pod IP would not."""
     (web,) = [doc for doc in docs if doc["kind"] == "Deployment"
               and doc["metadata"]["name"].endswith("-web")]
     (container,) = web["spec"]["template"]["spec"]["containers"]
@@ -521,8 +564,13 @@ def check_probes_get_through(docs: list[dict], tmp_path: Path) -> None:
         (host,) = [h["value"] for h in get["httpHeaders"] if h["name"] == "Host"]
         checks.append((f"{host}:8000", get["path"]))
     checks.append(("10.1.2.3:8000", "/healthz"))
-    env = {**config_env(docs), "SECRET_KEY": "k" * 50,
-           "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}"}
+    config = config_env(docs)
+    shipped, testbed_server = urlsplit(config["DATABASE_URL"]), urlsplit(testbed.database_url)
+    assert shipped.scheme == "postgres" and shipped.password is None
+    # The shipped user and database ("headwind") exist on the testbed's server too.
+    url = shipped._replace(netloc=f"{shipped.username}@{testbed_server.netloc.split('@')[1]}")
+    env = {**config, "SECRET_KEY": "k" * 50, "DATABASE_URL": urlunsplit(url),
+           "DATABASE_PASSWORD": testbed_server.password}
     done = run_django(tmp_path, env, checks)
     assert done.returncode == 0, done.stderr
     statuses = json.loads(done.stdout.strip().splitlines()[-1])

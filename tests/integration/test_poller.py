@@ -28,7 +28,7 @@ from registry.credentials import CredentialStore
 from registry.poller import MAX_IDLE_SLEEP, Poller
 from tests.waiting import eventually
 
-pytestmark = pytest.mark.testbed
+pytestmark = [pytest.mark.testbed, pytest.mark.django_db(transaction=True)]  # the tag book
 
 # event-source polling: the session's operators also hear the registry's webhooks, and must not
 # move these workloads before the poller under test looks at them.

@@ -168,6 +168,7 @@ def _copy_kwok_stages(dest: Path, log) -> None:
 
 MASTERMINDS_SEMVER_VERSION = "3.5.0"  # must match tools/masterminds/go.mod
 HELM_VERSION = "3.22.0"  # must match tools/helm/go.mod
+KUBECTL_VERSION = KUBERNETES_VERSION  # must match tools/kubectl/go.mod (k8s.io/kubectl v0.X.Y)
 
 
 @dataclass(frozen=True)
@@ -202,11 +203,22 @@ def _helm_ldflags() -> str:
     return "-s -w " + " ".join(stamps)
 
 
+def _kubectl_ldflags() -> str:
+    """kubectl from ``k8s.io/kubectl/pkg/cmd`` at the testbed's Kubernetes version, stamped as a
+    release is (``kubectl version --client`` says v1.37.2, and no version-skew warning)."""
+    go_mod = (TOOLS_DIR / "kubectl" / "go.mod").read_text()
+    pinned = "v0." + KUBECTL_VERSION.split(".", 1)[1]
+    if not re.search(rf"^\s*(require\s+)?k8s\.io/kubectl {re.escape(pinned)}\b", go_mod, re.M):
+        raise BuildError(f"tools/kubectl/go.mod does not pin k8s.io/kubectl {pinned}")
+    return _kubernetes_ldflags()
+
+
 #: name -> how to build it; ``build`` (``python -m tests.testbed build``) builds every one.
 GO_TOOLS: dict[str, GoTool] = {
     "masterminds-semver": GoTool(TOOLS_DIR / "masterminds", MASTERMINDS_SEMVER_VERSION),
     "helm": GoTool(TOOLS_DIR / "helm", HELM_VERSION, package="helm.sh/helm/v3/cmd/helm",
                    ldflags=_helm_ldflags()),
+    "kubectl": GoTool(TOOLS_DIR / "kubectl", KUBECTL_VERSION, ldflags=_kubectl_ldflags()),
 }
 
 
@@ -284,3 +296,9 @@ def masterminds_semver(log=_log) -> Path:
 def helm(log=_log) -> Path:
     """The real ``helm`` CLI (tools/helm, helm.sh/helm/v3 at HELM_VERSION), built if needed."""
     return go_tool("helm", log=log)
+
+
+def kubectl(log=_log) -> Path:
+    """The real ``kubectl`` CLI (tools/kubectl, k8s.io/kubectl at KUBECTL_VERSION), built if
+    needed."""
+    return go_tool("kubectl", log=log)

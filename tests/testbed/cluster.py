@@ -1,6 +1,6 @@
 """Starts and stops the testbed: etcd, kube-apiserver, controller-manager, scheduler, kwok, two
-registries (basic and bearer auth), a Helm chart repository server and Redis, all on loopback with
-ephemeral ports; Headwind's CRDs and Flux's (tests/testbed/flux-crds/) are applied.
+registries (basic and bearer auth), a Helm chart repository server, Redis and PostgreSQL, all on
+loopback with ephemeral ports; Headwind's CRDs and Flux's (tests/testbed/flux-crds/) are applied.
 
 Everything a running testbed needs to be found again (pids, ports, credentials) lives in
 ``state.json`` inside its state directory, so ``down`` can stop exactly what ``up`` started.
@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import secrets
 import shutil
 import signal
 import socket
 import ssl
+import stat
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -61,6 +64,9 @@ class Component:
     started: str  # /proc/<pid>/stat start time: tells our process from a later one with its pid
     argv: list[str] = field(default_factory=list)  # to start it again (restart)
     extra_env: dict[str, str] = field(default_factory=dict)
+    #: How it is asked to stop. PostgreSQL's SIGTERM is a "smart" shutdown that waits for every
+    #: client to disconnect; SIGINT is its "fast" one (clients are disconnected, clean stop).
+    stop_signal: str = "SIGTERM"
 
 
 @dataclass
@@ -81,6 +87,9 @@ class TestbedState:
     chart_repo_user: str = ""  # HTTP Basic credentials for /private/...
     chart_repo_password: str = ""
     chart_repo_dir: str = ""  # the served directory: <dir>/public/<repo>/index.yaml, ...
+    #: postgres://headwind:<password>@127.0.0.1:<port>/headwind (a throwaway cluster).
+    database_url: str = ""
+    postgres_data_dir: str = ""  # <dir>/postgres, or a directory of its own (see _start_postgres)
     kubernetes_version: str = build.KUBERNETES_VERSION
     components: list[Component] = field(default_factory=list)
 
@@ -98,6 +107,9 @@ class TestbedState:
             "HEADWIND_TESTBED_CHART_REPO_USER": self.chart_repo_user,
             "HEADWIND_TESTBED_CHART_REPO_PASSWORD": self.chart_repo_password,
             "HEADWIND_TESTBED_CHART_REPO_DIR": self.chart_repo_dir,
+            # Not DATABASE_URL itself: sourcing env.sh must not move a demo or a test run off
+            # its own database. DATABASE_URL=$HEADWIND_TESTBED_DATABASE_URL uses it.
+            "HEADWIND_TESTBED_DATABASE_URL": self.database_url,
         }
 
     def export_lines(self) -> str:
@@ -140,8 +152,9 @@ class Testbed:
 
     # -- process handling -------------------------------------------------------------------
 
-    def _spawn(self, name: str, argv: list[str], extra_env: dict | None = None) -> Component:
-        component = _launch(self.dir, name, argv, extra_env or {})
+    def _spawn(self, name: str, argv: list[str], extra_env: dict | None = None, *,
+               stop_signal: str = "SIGTERM") -> Component:
+        component = _launch(self.dir, name, argv, extra_env or {}, stop_signal)
         self.state.components.append(component)
         self.state.save()
         return component
@@ -345,6 +358,60 @@ class Testbed:
         self.state.redis_url = f"redis://127.0.0.1:{port}/0"
         self._wait(redis, lambda: _redis_ping(port))
 
+    def _start_postgres(self) -> None:
+        """Debian's PostgreSQL server (apt-get install postgresql) with a throwaway cluster:
+        initdb, then the postmaster on a free loopback port (TCP only, no Unix socket), with
+        durability off (fsync, synchronous_commit, full_page_writes): nothing here must
+        survive a crash of the machine. A database ``headwind`` owned by the superuser
+        ``headwind`` (password authentication, scram-sha-256) is created for use by hand;
+        Django's tests create their own ``test_...`` database next to it.
+
+        PostgreSQL refuses to run as root: as root the cluster belongs to, and the server runs
+        as, the ``postgres`` user that Debian's package creates (setpriv, no extra process).
+        That user must reach the data directory; when the state directory is not reachable
+        (pytest's are in a 0700 directory) the cluster lives in a directory of its own under
+        the system temporary directory, recorded in the state and removed by ``stop``.
+        """
+        initdb, postgres = postgres_binary("initdb"), postgres_binary("postgres")
+        account = _postgres_account()
+        data_parent = self.dir.resolve() / "postgres"
+        if account is not None and not _reachable_by(self.dir, account):
+            data_parent = Path(tempfile.mkdtemp(prefix="headwind-testbed-postgres-"))
+        data_parent.mkdir(exist_ok=True)
+        self.state.postgres_data_dir = str(data_parent)
+        self.state.save()  # so that stop() removes it even if the start fails
+        data = data_parent / "data"
+        password = secrets.token_urlsafe(18)
+        (data_parent / "password").write_text(password + "\n")
+        prefix: list[str] = []
+        if account is not None:
+            os.chmod(data_parent, 0o700)
+            os.chown(data_parent, account.pw_uid, account.pw_gid)
+            os.chown(data_parent / "password", account.pw_uid, account.pw_gid)
+            # env -C: a working directory the postgres user may enter (it looks its own up).
+            prefix = ["setpriv", f"--reuid={account.pw_uid}", f"--regid={account.pw_gid}",
+                      "--init-groups", "--", "env", "-C", str(data_parent)]
+        done = subprocess.run(
+            [*prefix, str(initdb), "-D", str(data), "-U", "headwind",
+             f"--pwfile={data_parent / 'password'}", "--auth-host=scram-sha-256",
+             "--auth-local=peer", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync",
+             "--no-instructions"],
+            cwd=data_parent, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+            timeout=120, env=dict(os.environ, LC_ALL="C.UTF-8"))
+        if done.returncode != 0:
+            raise TestbedError(f"initdb failed ({done.returncode}):\n{done.stdout}{done.stderr}")
+        port = free_port()
+        server = self._spawn("postgres", [
+            *prefix, str(postgres), "-D", str(data), "-c", "listen_addresses=127.0.0.1",
+            "-c", f"port={port}", "-c", "unix_socket_directories=", "-c", "fsync=off",
+            "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+            "-c", "max_connections=200", "-c", "shared_buffers=32MB",
+            "-c", "log_min_messages=warning", "-c", "log_checkpoints=off",
+        ], stop_signal="SIGINT")
+        self.state.database_url = f"postgres://headwind:{password}@127.0.0.1:{port}/headwind"
+        self._wait(server, lambda: _postgres_ready(self.state.database_url, "postgres"))
+        _postgres_execute(self.state.database_url, "CREATE DATABASE headwind")
+
     # -- Kubernetes helpers -------------------------------------------------------------------
 
     def _api(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
@@ -417,13 +484,14 @@ class Testbed:
                 raise TestbedError(
                     f"a testbed already runs from {self.dir}; run `python -m tests.testbed down`"
                 )
-            shutil.rmtree(self.dir)
+            stop(self.dir)  # removes what is left, a PostgreSQL cluster kept elsewhere too
         self.dir.mkdir(parents=True, exist_ok=True)
         (self.dir / "logs").mkdir()
         build.build()
         try:
             self._write_pki()
             self._start_redis()
+            self._start_postgres()
             self._start_registries()
             self._start_chart_repo()
             self._start_etcd()
@@ -465,7 +533,8 @@ def kwok_stages() -> str:
     return yaml.safe_dump_all(documents, sort_keys=False)
 
 
-def _launch(directory: Path, name: str, argv: list[str], extra_env: dict[str, str]) -> Component:
+def _launch(directory: Path, name: str, argv: list[str], extra_env: dict[str, str],
+            stop_signal: str = "SIGTERM") -> Component:
     log_path = directory / "logs" / f"{name}.log"
     with open(log_path, "ab") as log_file:
         proc = subprocess.Popen(
@@ -474,14 +543,14 @@ def _launch(directory: Path, name: str, argv: list[str], extra_env: dict[str, st
         )
     return Component(name=name, pid=proc.pid, log=str(log_path),
                      started=(_proc_stat(proc.pid) or [""] * 20)[19], argv=list(argv),
-                     extra_env=dict(extra_env))
+                     extra_env=dict(extra_env), stop_signal=stop_signal)
 
 
 def stop_component(directory: Path, name: str, *, kill: bool = False) -> None:
     """Stop one component (SIGKILL with ``kill``, else SIGTERM and wait) and leave it stopped."""
     for component in TestbedState.load(directory).components:
         if component.name == name and _alive(component):
-            _signal(component, signal.SIGKILL if kill else signal.SIGTERM)
+            _signal(component, signal.SIGKILL if kill else _stop_signal(component))
             deadline = time.monotonic() + 15
             while _alive(component) and time.monotonic() < deadline:
                 _reap(component.pid)
@@ -498,7 +567,8 @@ def start_component(directory: Path, name: str) -> Component:
         if component.name == name:
             if _alive(component):
                 raise TestbedError(f"{name} is still running")
-            fresh = _launch(directory, name, component.argv, component.extra_env)
+            fresh = _launch(directory, name, component.argv, component.extra_env,
+                            component.stop_signal)
             state.components[index] = fresh
             state.save()
             return fresh
@@ -547,20 +617,80 @@ def _redis_ping(port: int) -> bool:
         return sock.recv(16).startswith(b"+PONG")
 
 
+def postgres_binary(name: str) -> Path:
+    """A program of Debian's newest PostgreSQL server (/usr/lib/postgresql/<major>/bin/),
+    or of ``$HEADWIND_POSTGRES_BINDIR``."""
+    override = os.environ.get("HEADWIND_POSTGRES_BINDIR")
+    candidates = [Path(override) / name] if override else sorted(
+        Path("/usr/lib/postgresql").glob(f"*/bin/{name}"),
+        key=lambda path: int(path.parts[-3]) if path.parts[-3].isdigit() else 0, reverse=True)
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise TestbedError(f"PostgreSQL's {name} was not found: apt-get install postgresql "
+                       "(scripts/install-deps.sh installs it)")
+
+
+def _postgres_account() -> pwd.struct_passwd | None:
+    """None when we are not root (the server runs as we do), else the ``postgres`` user."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        return pwd.getpwnam("postgres")
+    except KeyError:
+        raise TestbedError("running as root, PostgreSQL needs the 'postgres' user, which "
+                           "Debian's postgresql package creates") from None
+
+
+def _reachable_by(directory: Path, account: pwd.struct_passwd) -> bool:
+    """Whether ``account`` may traverse every directory down to ``directory``."""
+    for path in [directory.resolve(), *directory.resolve().parents]:
+        mode = path.stat()
+        if mode.st_uid == account.pw_uid:
+            needed = stat.S_IXUSR
+        elif mode.st_gid == account.pw_gid:
+            needed = stat.S_IXGRP
+        else:
+            needed = stat.S_IXOTH
+        if not mode.st_mode & needed:
+            return False
+    return True
+
+
+def _postgres_ready(url: str, database: str) -> bool:
+    import psycopg
+
+    with psycopg.connect(url.rsplit("/", 1)[0] + f"/{database}", connect_timeout=2):
+        return True
+
+
+def _postgres_execute(url: str, sql: str) -> None:
+    import psycopg
+
+    with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", connect_timeout=5,
+                         autocommit=True) as connection:
+        connection.execute(sql)
+
+
 def stop(directory: Path, *, remove: bool = True, timeout: float = 10.0) -> list[str]:
     """Stop every component started from ``directory``, newest first, each before the next:
     the apiserver shuts down in a second while etcd still runs, but hangs if etcd went first."""
     state_file = directory / "state.json"
     stopped: list[str] = []
+    elsewhere = ""  # a PostgreSQL cluster outside the state directory (see _start_postgres)
     if state_file.exists():
         try:
-            components = TestbedState.load(directory).components
+            state = TestbedState.load(directory)
         except (ValueError, TypeError, KeyError) as exc:
             raise TestbedError(f"unreadable {state_file}: {exc}") from exc
+        components = state.components
+        if (state.postgres_data_dir
+                and Path(state.postgres_data_dir).resolve().parent != directory.resolve()):
+            elsewhere = state.postgres_data_dir
         for component in reversed(components):
             if not _alive(component):
                 continue
-            _signal(component, signal.SIGTERM)
+            _signal(component, _stop_signal(component))
             deadline = time.monotonic() + timeout
             while _alive(component) and time.monotonic() < deadline:
                 _reap(component.pid)
@@ -571,7 +701,13 @@ def stop(directory: Path, *, remove: bool = True, timeout: float = 10.0) -> list
             stopped.append(component.name)
     if remove:
         shutil.rmtree(directory, ignore_errors=True)
+        if elsewhere:
+            shutil.rmtree(elsewhere, ignore_errors=True)
     return stopped
+
+
+def _stop_signal(component: Component) -> int:
+    return getattr(signal, component.stop_signal, signal.SIGTERM)
 
 
 def _signal(component: Component, signum: int) -> None:

@@ -396,3 +396,13 @@ def installation(testbed, django_db_setup, tmp_path_factory):
     yield start
     for bed in made:
         bed.stop()
+
+
+@pytest.fixture(scope="session")
+def kubectl() -> Path:
+    """The real kubectl CLI (tests/testbed/tools/kubectl: k8s.io/kubectl at the testbed's
+    Kubernetes version), built once and cached; it needs no testbed."""
+    try:
+        return build.kubectl()
+    except build.BuildError as exc:
+        pytest.fail(f"kubectl could not be built: {exc}", pytrace=False)

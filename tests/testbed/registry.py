@@ -73,8 +73,9 @@ def _digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-def tiny_image(content: str) -> tuple[bytes, bytes, bytes]:
-    """A valid single-layer image: (layer.tar.gz, config JSON, manifest JSON)."""
+def tiny_image(content: str, created: str | None = None) -> tuple[bytes, bytes, bytes]:
+    """A valid single-layer image: (layer.tar.gz, config JSON, manifest JSON); ``created``
+    (RFC 3339) goes into the config as a build tool writes it."""
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w") as tar:
         payload = content.encode()
@@ -90,6 +91,7 @@ def tiny_image(content: str) -> tuple[bytes, bytes, bytes]:
             "os": "linux",
             "config": {"Labels": {"sh.headwind.test": content[:60]}},
             "rootfs": {"type": "layers", "diff_ids": [_digest(uncompressed)]},
+            **({"created": created} if created else {}),
         },
         sort_keys=True,
     ).encode()
@@ -174,9 +176,11 @@ class RegistryPusher:
         )
         put.raise_for_status()
 
-    def push_image(self, repository: str, tag: str, content: str | None = None) -> str:
-        """Push a unique tiny image and return its manifest digest (``sha256:...``)."""
-        layer, config, manifest = tiny_image(content or f"{repository}:{tag}")
+    def push_image(self, repository: str, tag: str, content: str | None = None,
+                   created: str | None = None) -> str:
+        """Push a unique tiny image and return its manifest digest (``sha256:...``);
+        ``created`` sets the image config's creation time (RFC 3339)."""
+        layer, config, manifest = tiny_image(content or f"{repository}:{tag}", created)
         self._upload_blob(repository, layer)
         self._upload_blob(repository, config)
         response = self._request(

@@ -79,11 +79,28 @@
     if (!results) return;
     htmx.ajax("GET", location.pathname + location.search, { target: results, swap: "outerHTML" })
       .then(function () {
+        followTitle();
         flashIds.forEach(function (id) {
           const row = document.getElementById(id);
           if (row) row.classList.add("flash");
         });
       });
+  }
+  // The summary ("3 requests · 1 pending") and the page title's pending count, fetched again
+  // whenever rows change in place: only the server knows what the filters now match.
+  function refreshSummary() {
+    const summary = document.querySelector("#results .summary");
+    if (!summary) return;
+    htmx.ajax("GET", location.pathname + location.search,
+      { target: summary, swap: "outerHTML", select: "#results .summary" })
+      .then(followTitle);
+  }
+  function followTitle() {
+    const summary = document.querySelector("#results .summary");
+    if (!summary || summary.dataset.pending === undefined) return;
+    const pending = parseInt(summary.dataset.pending, 10) || 0;
+    const bare = document.title.replace(/^\(\d+\) /, "");
+    document.title = (pending ? "(" + pending + ") " : "") + bare;
   }
   function flush() {
     timer = null;
@@ -106,6 +123,7 @@
       if (m.event === "deleted") row.classList.add("gone");
       else htmx.ajax("GET", m.row_url, { target: row, swap: "outerHTML" });
     });
+    if (messages.length) refreshSummary();
   }
   function changed(message) {
     const key = message.namespace + "/" + message.name;

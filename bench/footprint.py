@@ -1,0 +1,460 @@
+"""Footprint and start-up of a whole Headwind (web, worker, operator) on the testbed.
+
+Goals (issue 14): the whole install ≤ 250 MiB PSS at idle with 1,000 opted-in Deployments; the
+operator ≤ 150 MB RSS with 10,000; web ready (``/healthz`` and ``/readyz`` answering) ≤ 1 s after
+start; the operator's caches synced ≤ 10 s after start with 10,000.
+
+What runs is what ships: the three commands and the ConfigMap of ``deploy/manifests/`` (``python``
+is this virtualenv's, the web binds 127.0.0.1 on a free port, the metrics listeners get free
+ports), in production mode (a ``SECRET_KEY``, no ``HEADWIND_DEV``), on the testbed's PostgreSQL
+and Redis. The testbed is a minimal one of its own (etcd, kube-apiserver, registries, Redis,
+PostgreSQL; no controller-manager, so 10,000 Deployments stay objects and run no pods).
+
+1. 1,000 opted-in Deployments (50 namespaces, two containers and an init container each, as in
+   ``bench/fanout.py``) are created; the database is migrated.
+2. web, worker and operator start together. Web ready: from spawn until ``/healthz`` and
+   ``/readyz`` both answer 200. Caches synced: from spawn until the operator logs every workload
+   kind listed (``<Kind>: N opted-in workloads listed``), timed by the log line's own clock.
+3. At idle (``--settle`` seconds after all are ready): PSS and RSS of every process and its
+   children, from ``/proc/<pid>/smaps_rollup`` (PSS divides shared pages among the processes
+   sharing them, so the total is what the install really costs). Three samples, the median.
+4. The web process once more after its first requests (login page, a webhook, ``/metrics``):
+   what lazy imports defer shows up there.
+5. The web is restarted ``--web-starts`` times for more ready-time samples.
+6. 9,000 more Deployments; the operator is started again ``--operator-starts`` times: caches
+   synced and RSS/PSS at idle with 10,000.
+
+Run: ``.venv/bin/python bench/footprint.py [--workloads 1000 --large 10000]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import secrets
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import requests
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _results  # noqa: E402
+
+from tests.testbed import cluster  # noqa: E402
+
+MANIFESTS = REPO_ROOT / "deploy" / "manifests"
+WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "CronJob", "HelmRelease")
+LISTED = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) \S+ \S+ (\w+): (\d+) opted-in "
+                    r"workloads listed", re.M)
+MIB = 1024 * 1024
+
+
+# --- processes and their memory ----------------------------------------------------------------
+
+
+def children(pid: int) -> list[int]:
+    """Every descendant of ``pid`` (prefork children, server workers)."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            parents.setdefault(int(fields[1]), []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def memory(pid: int) -> dict[str, float]:
+    """Rss and Pss of one process in MiB (``/proc/<pid>/smaps_rollup``)."""
+    values = {}
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("Rss", "Pss"):
+            values[key.lower()] = int(rest.split()[0]) * 1024 / MIB
+    return values
+
+
+def tree_memory(pid: int) -> dict:
+    pids = [pid, *children(pid)]
+    per = {}
+    for one in pids:
+        try:
+            per[one] = memory(one)
+        except OSError:
+            pass
+    return {"pss": sum(m["pss"] for m in per.values()), "rss": sum(m["rss"] for m in per.values()),
+            "processes": len(per)}
+
+
+@dataclass
+class Proc:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    log_path: Path
+    popen: subprocess.Popen | None = None
+    spawned: float = 0.0  # time.time() at spawn
+    extra: dict = field(default_factory=dict)
+
+    def start(self) -> Proc:
+        with open(self.log_path, "ab") as log:
+            self.spawned = time.time()
+            self.popen = subprocess.Popen(self.argv, cwd=REPO_ROOT, env=self.env, stdout=log,
+                                          stderr=subprocess.STDOUT, start_new_session=True)
+        return self
+
+    def stop(self) -> None:
+        if self.popen is None or self.popen.poll() is not None:
+            return
+        os.killpg(self.popen.pid, signal.SIGTERM)
+        try:
+            self.popen.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.popen.pid, signal.SIGKILL)
+            self.popen.wait(10)
+
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def check(self) -> None:
+        if not self.alive():
+            tail = "\n".join(self.log().splitlines()[-30:])
+            raise SystemExit(f"{self.name} exited ({self.popen.returncode}):\n{tail}")
+
+
+def shipped_commands(port: int) -> dict[str, list[str]]:
+    """The container commands of deploy/manifests/, runnable here."""
+    commands = {}
+    for name in ("web", "worker", "operator"):
+        deployment = yaml.safe_load((MANIFESTS / f"{name}.yaml").read_text().split("\n---")[0])
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        command = list(container["command"]) + list(container.get("args") or [])
+        if command[0] == "python":
+            command[0:1] = [sys.executable]
+        elif command[0] in ("celery", "gunicorn", "uvicorn", "daphne"):
+            command[0:1] = [sys.executable, "-m", command[0]]
+        command = [arg.replace("0.0.0.0", "127.0.0.1").replace("8000", str(port))
+                   for arg in command]
+        commands[name] = command
+    return commands
+
+
+def shipped_config() -> dict[str, str]:
+    config = yaml.safe_load((MANIFESTS / "config.yaml").read_text())
+    return {key: str(value) for key, value in config["data"].items()}
+
+
+# --- the cluster's workloads -----------------------------------------------------------------
+
+
+class Cluster:
+    def __init__(self, state: cluster.TestbedState) -> None:
+        pki = Path(state.directory) / "pki"
+        self.url = state.apiserver_url
+        self.cert = (str(pki / "admin.crt"), str(pki / "admin.key"))
+        self.verify = str(pki / "ca.crt")
+        self.local = threading.local()
+
+    def session(self) -> requests.Session:
+        if not hasattr(self.local, "session"):
+            session = requests.Session()
+            session.cert, session.verify = self.cert, self.verify
+            self.local.session = session
+        return self.local.session
+
+    def post(self, path: str, body: dict) -> None:
+        # verify= on the call: a REQUESTS_CA_BUNDLE in the environment beats a session's
+        response = self.session().post(self.url + path, json=body, timeout=30,
+                                       verify=self.verify, cert=self.cert)
+        if response.status_code not in (201, 409):
+            raise SystemExit(f"POST {path}: {response.status_code} {response.text[:300]}")
+
+    def create_workloads(self, start: int, stop: int, namespaces: int = 50) -> float:
+        began = time.perf_counter()
+        for index in range(namespaces):
+            self.post("/api/v1/namespaces", {"metadata": {"name": f"team-{index}"}})
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda i: self.post(
+                f"/apis/apps/v1/namespaces/team-{i % namespaces}/deployments", deployment(i)),
+                range(start, stop)))
+        return time.perf_counter() - began
+
+
+def deployment(index: int) -> dict:
+    name = f"svc-{index}"
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "labels": {"app": name, "tier": "web"},
+                     "annotations": {"headwind.sh/policy": ("minor", "patch", "major")[index % 3],
+                                     "headwind.sh/require-approval": "true"}},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": name}},
+                 "template": {"metadata": {"labels": {"app": name}}, "spec": {
+                     "initContainers": [{
+                         "name": "migrate",
+                         "image": f"registry.example.com/team/{name}-migrate:1.2.3"}],
+                     "containers": [
+                         {"name": "app", "image": f"registry.example.com/team/{name}:1.2.3",
+                          "env": [{"name": f"VAR_{n}", "value": "info"} for n in range(5)]},
+                         {"name": "sidecar", "image": "docker.io/envoyproxy/envoy:v1.30.1"},
+                     ]}}},
+    }
+
+
+# --- readiness -----------------------------------------------------------------------------------
+
+
+def wait_web_ready(web: Proc, base: str, timeout: float = 60) -> float:
+    """Seconds from spawn until /healthz and /readyz both answer 200."""
+    session = requests.Session()
+    deadline = time.monotonic() + timeout
+    pending = ["/healthz", "/readyz"]
+    while pending:
+        web.check()
+        if time.monotonic() > deadline:
+            raise SystemExit(f"web not ready after {timeout}s:\n{web.log()[-2000:]}")
+        try:
+            while pending and session.get(base + pending[0], timeout=1).status_code == 200:
+                pending.pop(0)
+        except requests.RequestException:
+            pass
+        if pending:
+            time.sleep(0.01)
+    return time.time() - web.spawned
+
+
+def wait_synced(operator: Proc, workloads: int, timeout: float = 120) -> float:
+    """Seconds from spawn until every workload kind was listed, by the log lines' own times."""
+    deadline = time.monotonic() + timeout
+    while True:
+        operator.check()
+        listed = {}
+        for stamp, kind, count in LISTED.findall(operator.log()):
+            listed.setdefault(kind, (stamp, int(count)))
+        done = (listed.get("Deployment", ("", -1))[1] == workloads
+                and all(kind in listed for kind in WORKLOAD_KINDS if kind != "HelmRelease"))
+        if done:
+            last = max(datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp()
+                       for stamp, _ in listed.values())
+            return last - operator.spawned
+        if time.monotonic() > deadline:
+            raise SystemExit(f"caches not synced after {timeout}s:\n{operator.log()[-3000:]}")
+        time.sleep(0.05)
+
+
+def wait_worker_ready(worker: Proc, timeout: float = 60) -> float:
+    deadline = time.monotonic() + timeout
+    while " ready." not in worker.log():
+        worker.check()
+        if time.monotonic() > deadline:
+            raise SystemExit(f"worker not ready after {timeout}s:\n{worker.log()[-2000:]}")
+        time.sleep(0.05)
+    return time.time() - worker.spawned
+
+
+def sample(procs: list[Proc], samples: int = 3) -> dict[str, dict]:
+    """Median of ``samples`` readings, one second apart, per process tree."""
+    readings: dict[str, list[dict]] = {proc.name: [] for proc in procs}
+    for index in range(samples):
+        for proc in procs:
+            proc.check()
+            readings[proc.name].append(tree_memory(proc.popen.pid))
+        if index < samples - 1:
+            time.sleep(1)
+    return {name: {"pss": statistics.median(r["pss"] for r in rows),
+                   "rss": statistics.median(r["rss"] for r in rows),
+                   "processes": rows[-1]["processes"]} for name, rows in readings.items()}
+
+
+# --- the run -----------------------------------------------------------------------------------
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workloads", type=int, default=1000)
+    parser.add_argument("--large", type=int, default=10_000)
+    parser.add_argument("--settle", type=float, default=10.0,
+                        help="seconds of idle before memory is read")
+    parser.add_argument("--web-starts", type=int, default=5)
+    parser.add_argument("--operator-starts", type=int, default=3)
+    parser.add_argument("--keep", action="store_true", help="leave the work directory")
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="headwind-bench-footprint-"))
+    print(f"work directory {work}", flush=True)
+    started = time.perf_counter()
+    state = cluster.Testbed(work / "testbed", cluster_extras=False).up()
+    print(f"testbed up in {time.perf_counter() - started:.1f}s", flush=True)
+    procs: list[Proc] = []
+    try:
+        return run(args, work, state, procs)
+    finally:
+        for proc in procs:
+            proc.stop()
+        cluster.stop(work / "testbed")
+        if not args.keep:
+            import shutil
+
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def run(args, work: Path, state: cluster.TestbedState, procs: list[Proc]) -> int:
+    kube = Cluster(state)
+    seconds = kube.create_workloads(0, args.workloads)
+    print(f"{args.workloads:,} Deployments created in {seconds:.1f}s", flush=True)
+
+    port = cluster.free_port()
+    base = f"http://127.0.0.1:{port}"
+    token = secrets.token_urlsafe(16)
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(work),
+           "LANG": "C.UTF-8", "DJANGO_SETTINGS_MODULE": "headwind_site.settings",
+           "PYTHONUNBUFFERED": "1", **shipped_config(),
+           "SECRET_KEY": secrets.token_urlsafe(50), "DATABASE_URL": state.database_url,
+           "REDIS_URL": state.redis_url, "ALLOWED_HOSTS": "localhost,127.0.0.1",
+           "HEADWIND_SECURE_COOKIES": "false", "KUBECONFIG": state.kubeconfig,
+           "HEADWIND_NAMESPACE": "headwind-bench", "HEADWIND_WEBHOOK_REGISTRY_TOKEN": token,
+           "HEADWIND_REGISTRY_CA_FILE": state.ca_file,
+           "HEADWIND_OPERATOR_METRICS_PORT": str(cluster.free_port()),
+           "HEADWIND_WORKER_METRICS_PORT": str(cluster.free_port())}
+    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=REPO_ROOT,
+                   env=env, check=True)
+    commands = shipped_commands(port)
+    for name, command in commands.items():
+        print(f"{name}: {' '.join(command)}", flush=True)
+    logs = work / "logs"
+    logs.mkdir()
+    web, worker, operator = (Proc(name, commands[name], env, logs / f"{name}.log")
+                             for name in ("web", "worker", "operator"))
+    procs += [web, worker, operator]
+    for proc in (worker, operator, web):
+        proc.start()
+    web_ready = [wait_web_ready(web, base)]
+    synced_small = wait_synced(operator, args.workloads)
+    worker_ready = wait_worker_ready(worker)
+    print(f"web ready {web_ready[0]:.2f}s, worker ready {worker_ready:.2f}s, caches synced "
+          f"({args.workloads:,}) {synced_small:.2f}s", flush=True)
+    time.sleep(args.settle)
+    idle = sample([web, worker, operator])
+    total_pss = sum(v["pss"] for v in idle.values())
+    total_rss = sum(v["rss"] for v in idle.values())
+    for name, row in idle.items():
+        print(f"  {name:9} PSS {row['pss']:6.1f} MiB  RSS {row['rss']:6.1f} MiB  "
+              f"({row['processes']} process{'es' if row['processes'] > 1 else ''})")
+    print(f"  {'total':9} PSS {total_pss:6.1f} MiB  RSS {total_rss:6.1f} MiB  "
+          f"(goal: PSS ≤ 250 MiB)", flush=True)
+
+    # The web process after its first requests.
+    session = requests.Session()
+    session.get(f"{base}/accounts/login/", timeout=10).raise_for_status()
+    session.get(f"{base}/metrics", timeout=10).raise_for_status()
+    body = ('{"events": [{"action": "push", "target": {"mediaType": "application/vnd.docker.'
+            'distribution.manifest.v2+json", "digest": "sha256:' + "ab" * 32 + '", "repository":'
+            ' "team/svc-1", "tag": "1.2.4"}, "request": {"host": "registry.example.com"}}]}')
+    response = session.post(f"{base}/webhook/registry", data=body, timeout=10, headers={
+        "Authorization": f"Bearer {token}",
+        "Content-Type": "application/vnd.docker.distribution.events.v1+json"})
+    assert response.status_code == 202, (response.status_code, response.text)
+    time.sleep(2)
+    warm = sample([web])["web"]
+    print(f"  web after its first requests: PSS {warm['pss']:.1f} MiB  RSS {warm['rss']:.1f} MiB",
+          flush=True)
+
+    for _ in range(args.web_starts - 1):
+        web.stop()
+        web.start()
+        web_ready.append(wait_web_ready(web, base))
+    print("web ready: " + ", ".join(f"{s:.2f}s" for s in web_ready), flush=True)
+
+    # 10,000 workloads: the operator alone, started again.
+    operator.stop()
+    seconds = kube.create_workloads(args.workloads, args.large)
+    print(f"{args.large - args.workloads:,} more Deployments created in {seconds:.1f}s",
+          flush=True)
+    synced_large, large_memory = [], []
+    for attempt in range(args.operator_starts):
+        operator.log_path = logs / f"operator-large-{attempt}.log"
+        operator.start()
+        synced_large.append(wait_synced(operator, args.large))
+        time.sleep(args.settle)
+        large_memory.append(sample([operator])["operator"])
+        operator.stop()
+    large_rss = statistics.median(m["rss"] for m in large_memory)
+    large_pss = statistics.median(m["pss"] for m in large_memory)
+    print(f"operator with {args.large:,}: caches synced "
+          + ", ".join(f"{s:.2f}s" for s in synced_large)
+          + f"; RSS {large_rss:.1f} MiB ({large_rss * MIB / 1e6:.1f} MB), PSS {large_pss:.1f} MiB",
+          flush=True)
+
+    web_ready_p50 = statistics.median(web_ready)
+    synced_p50 = statistics.median(synced_large)
+    verdicts = {
+        "whole install PSS at idle ≤ 250 MiB": total_pss <= 250,
+        "operator RSS at 10,000 ≤ 150 MB": large_rss * MIB / 1e6 <= 150,
+        "web ready ≤ 1 s (median)": web_ready_p50 <= 1.0,
+        "caches synced at 10,000 ≤ 10 s (median)": synced_p50 <= 10.0,
+    }
+    for goal, met in verdicts.items():
+        print(f"{goal}: {'met' if met else 'MISSED'}")
+    figures = {
+        "workloads": args.workloads, "large": args.large,
+        "total_pss_mib": round(total_pss, 1), "total_rss_mib": round(total_rss, 1),
+        **{f"{name}_pss_mib": round(row["pss"], 1) for name, row in idle.items()},
+        **{f"{name}_rss_mib": round(row["rss"], 1) for name, row in idle.items()},
+        **{f"{name}_processes": row["processes"] for name, row in idle.items()},
+        "web_warm_pss_mib": round(warm["pss"], 1), "web_warm_rss_mib": round(warm["rss"], 1),
+        "web_ready_s_median": round(web_ready_p50, 3), "web_ready_s_max": round(max(web_ready), 3),
+        "worker_ready_s": round(worker_ready, 3),
+        "synced_s_at_workloads": round(synced_small, 3),
+        "synced_s_at_large_median": round(synced_p50, 3),
+        "operator_rss_mb_at_large": round(large_rss * MIB / 1e6, 1),
+        "operator_rss_mib_at_large": round(large_rss, 1),
+        "operator_pss_mib_at_large": round(large_pss, 1),
+        "commands": {name: " ".join(Path(c).name if i == 0 else c for i, c in enumerate(cmd))
+                     for name, cmd in commands.items()},
+    }
+    goals = {"total_pss_mib": "≤ 250", "operator_rss_mb_at_large": "≤ 150",
+             "web_ready_s_median": "≤ 1", "synced_s_at_large_median": "≤ 10"}
+    charts = [
+        _results.bars(f"Memory at idle, {args.workloads:,} workloads (MiB)",
+                      {**{name: {"PSS": row["pss"], "RSS": row["rss"]}
+                          for name, row in idle.items()},
+                       "web (warm)": {"PSS": warm["pss"], "RSS": warm["rss"]},
+                       f"operator at {args.large:,}": {"PSS": large_pss, "RSS": large_rss}},
+                      "MiB"),
+        _results.bars("Whole install at idle: PSS by process (MiB)",
+                      {"install": {name: row["pss"] for name, row in idle.items()}}, "MiB",
+                      goal=250, stacked=True),
+        _results.distribution("Start-up (s)", {
+            "web ready": web_ready, f"caches synced ({args.large:,})": synced_large}, "s",
+            goal=1.0),
+    ]
+    _results.save("footprint", figures, charts, goals=goals,
+                  notes="deploy/manifests commands and ConfigMap, production mode, testbed "
+                        "PostgreSQL and Redis; PSS/RSS from /proc/<pid>/smaps_rollup")
+    return 0 if all(verdicts.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
