@@ -66,3 +66,36 @@ def django_db_keepdb(request):
     """The testbed's PostgreSQL cluster is thrown away with the testbed, so the test database is
     not dropped at the end (which would fail while a server thread still holds a connection)."""
     return bool(request.config.getvalue("reuse_db")) or _postgres()
+
+
+def _retry_flush_on_deadlock() -> None:
+    """On PostgreSQL, a transactional test's teardown TRUNCATEs every table while the
+    operator's mirror and inventory threads (other processes on the same test database) may be
+    writing: PostgreSQL then breaks the lock cycle by failing one side with "deadlock
+    detected", and when that side is the TRUNCATE the test errors although nothing is wrong.
+    SQLite only ever waits. The teardown is tried again (a fresh TRUNCATE), a few times."""
+    from django.core.management.base import CommandError
+    from django.test import TransactionTestCase
+
+    teardown = TransactionTestCase._fixture_teardown
+
+    def _deadlock(error: BaseException | None) -> bool:
+        while error is not None:
+            if type(error).__name__ in {"DeadlockDetected", "LockNotAvailable"}:
+                return True
+            error = error.__cause__ or error.__context__
+        return False
+
+    def _fixture_teardown(self):
+        for attempt in range(5):
+            try:
+                return teardown(self)
+            except CommandError as error:
+                if attempt == 4 or not _deadlock(error):
+                    raise
+
+    TransactionTestCase._fixture_teardown = _fixture_teardown
+
+
+if _postgres():
+    _retry_flush_on_deadlock()

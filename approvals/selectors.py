@@ -100,19 +100,27 @@ def search(queryset: QuerySet, text: str) -> QuerySet:
                            | Q(current_image__icontains=text) | Q(new_image__icontains=text))
 
 
-def ordering(sort: str | None, strict: bool = False) -> tuple[str, ...]:
-    key = (sort or "").strip() or DEFAULT_SORT
+def sort_columns(sort: str | None, sorts: Mapping[str, tuple[str, ...]], default: str,
+                 strict: bool = False) -> tuple[str, ...]:
+    """The columns of the list page's ``sort`` parameter (a key of ``sorts``, ``-`` in front
+    reverses it). Unknown keys fall back to ``default``, or raise InvalidFilter with
+    ``strict`` (the API's 400; the HTML pages forgive a stale bookmark)."""
+    key = (sort or "").strip() or default
     descending = key.startswith("-")
     base = key.lstrip("-")
-    if base not in SORTS:
+    if base not in sorts:
         if strict:
-            raise InvalidFilter("sort", f"unknown sort {key!r}; one of {', '.join(SORTS)} "
+            raise InvalidFilter("sort", f"unknown sort {key!r}; one of {', '.join(sorts)} "
                                         "(prefix - to reverse)")
-        base, descending = DEFAULT_SORT, False
-    columns = SORTS[base]
+        base, descending = default, False
+    columns = sorts[base]
     if descending:
         columns = tuple(c[1:] if c.startswith("-") else f"-{c}" for c in columns)
-    return (*columns, "-id")
+    return columns
+
+
+def ordering(sort: str | None, strict: bool = False) -> tuple[str, ...]:
+    return (*sort_columns(sort, SORTS, DEFAULT_SORT, strict), "-id")
 
 
 def filter_requests(params: Mapping[str, str] | None = None, *, strict: bool = False,

@@ -21,7 +21,7 @@ from django.db.models import Count, IntegerField, OuterRef, Q, QuerySet, Subquer
 from django.db.models.functions import Coalesce
 
 from .models import Phase, UpdateRequest, Workload
-from .selectors import KINDS, MAX_VALUE, InvalidFilter, _canonical, _values
+from .selectors import KINDS, MAX_VALUE, InvalidFilter, _canonical, _values, sort_columns
 
 SORTS: dict[str, tuple[str, ...]] = {
     "namespace": ("namespace", "kind", "name", "container"),
@@ -75,15 +75,6 @@ def filter_workloads(params: Mapping[str, str] | None = None, *,
             rows = rows.filter(Q(name__icontains=text) | Q(container__icontains=text)
                                | Q(current__icontains=text))
     sort = params.get("sort") if isinstance(params.get("sort"), str) else ""
-    key = (sort or "").strip() or DEFAULT_SORT
-    base, descending = key.lstrip("-"), key.startswith("-")
-    if base not in SORTS:
-        if strict:
-            raise InvalidFilter("sort", f"unknown sort {key!r}; one of {', '.join(SORTS)} "
-                                        "(prefix - to reverse)")
-        base, descending = DEFAULT_SORT, False
-    columns = SORTS[base]
-    if descending:
-        columns = tuple(c[1:] if c.startswith("-") else f"-{c}" for c in columns)
+    columns = sort_columns(sort, SORTS, DEFAULT_SORT, strict)
     return rows.annotate(open_requests=Coalesce(open_requests(), Value(0))).order_by(
         *columns, "id")

@@ -60,6 +60,16 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/pip install -q --disable-pip-version-check -r requirements-dev.txt
   echo "$want" > "$stamp"
 fi
+# The kubectl plugin's console script (.venv/bin/kubectl-headwind, pyproject.toml): Headwind
+# itself as an editable package, its dependencies already installed above. Redone when
+# pyproject.toml changes or the script is missing.
+pkg_stamp=.venv/.package.sha
+pkg_want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ ! -x .venv/bin/kubectl-headwind ] || [ "$(cat "$pkg_stamp" 2>/dev/null)" != "$pkg_want" ]; then
+  echo "==> pip install --no-deps -e . (kubectl-headwind)"
+  .venv/bin/pip install -q --disable-pip-version-check --no-deps -e .
+  echo "$pkg_want" > "$pkg_stamp"
+fi
 
 if [ "${HEADWIND_SKIP_TESTBED_BUILD:-0}" != 1 ]; then
   .venv/bin/python -m tests.testbed build

@@ -19,8 +19,8 @@ DESCRIPTION = """\
 Headwind's UpdateRequests and workload history, with your own kubeconfig and rights.
 
 Approving goes through the Kubernetes API in your name (proven by the API server's admission
-policy); rejecting and rolling back go through Headwind's API with your own bearer token
-(--headwind-url or HEADWIND_URL)."""
+policy); rejecting, rolling back and the radar go through Headwind's API with your own bearer
+token (--headwind-url or HEADWIND_URL)."""
 
 EXAMPLES = """\
 examples:
@@ -30,13 +30,17 @@ examples:
   kubectl headwind reject web-1-3-0-1a2b3c4d5e -n team-a --reason "1.3.0 breaks login"
   kubectl headwind history deployment/web -n team-a
   kubectl headwind rollback deployment/web -n team-a --reason "1.3 leaks memory"
+  kubectl headwind radar -A --behind policy
 
 docs/kubectl.md describes every command, the rights each needs and how approvals are proven."""
 
 #: Sub-command -> the -o formats it prints.
 FORMATS = {"list": ("json", "yaml", "wide", "name"), "show": ("json", "yaml", "wide", "name"),
            "approve": ("json", "yaml"), "reject": ("json", "yaml"),
-           "history": ("json", "yaml", "wide"), "rollback": ("json", "yaml")}
+           "history": ("json", "yaml", "wide"), "rollback": ("json", "yaml"),
+           "radar": ("json", "yaml", "wide")}
+#: Sub-commands that take -A.
+ACROSS_NAMESPACES = ("list", "radar")
 
 
 def _common(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
@@ -49,7 +53,7 @@ def _common(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
     group.add_argument("-n", "--namespace", default=default(None),
                        help="the namespace (default: the context's, else 'default')")
     group.add_argument("-A", "--all-namespaces", action="store_true", default=default(False),
-                       help="list across all namespaces (list only)")
+                       help="across all namespaces (list and radar)")
     group.add_argument("--context", default=default(None),
                        help="the kubeconfig context (default: its current-context)")
     group.add_argument("--kubeconfig", default=default(None),
@@ -57,7 +61,7 @@ def _common(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
     group.add_argument("-o", "--output", choices=("json", "yaml", "wide", "name"),
                        default=default(None), help="json, yaml, wide or name")
     group.add_argument("--headwind-url", default=default(None), metavar="URL",
-                       help="Headwind's web address, for reject and rollback "
+                       help="Headwind's web address, for reject, rollback and radar "
                             "(default: $HEADWIND_URL)")
 
 
@@ -94,6 +98,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("-c", "--container", help="the container (or 'chart'); needed when there "
                                                "are several")
     sub.add_argument("--reason", default="", help="why (kept in the history and the hold)")
+    sub = command("radar", "per managed container: the running version, the newest its policy "
+                           "accepts, how far behind (Headwind's API)")
+    sub.add_argument("--behind", choices=("policy", "any"),
+                     help="only containers the policy would move (policy), or with any newer "
+                          "version (any)")
+    sub.add_argument("--kind", metavar="KIND",
+                     help="only this kind of workload (deployment, sts, hr, ...)")
     return parser
 
 
@@ -115,8 +126,9 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     if args.command is None:
         parser.print_help()
         parser.exit(0)
-    if args.all_namespaces and args.command != "list":
-        parser.error(f"-A/--all-namespaces applies to list only, not {args.command}")
+    if args.all_namespaces and args.command not in ACROSS_NAMESPACES:
+        parser.error(f"-A/--all-namespaces applies to list and radar only, not "
+                     f"{args.command}")
     if args.output and args.output not in FORMATS[args.command]:
         parser.error(f"-o {args.output} is not an output of {args.command}; one of: "
                      + ", ".join(FORMATS[args.command]))

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TextIO
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from operator_app import kube
 from operator_app.core.rollout import ANNOTATION_BAD_VERSIONS, ANNOTATION_HOLD, ANNOTATION_ROLLOUT
@@ -472,7 +472,104 @@ def rollback(session: Session) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------------------------
+# The radar: how far behind each managed container is
+# --------------------------------------------------------------------------------------------
+
+RADAR_PAGE_SIZE = 200  # the API's largest page (approvals.api.MAX_PAGE_SIZE)
+RADAR_MAX_PAGES = 500  # 100,000 containers: a bound, so a misbehaving server cannot loop us
+UNKNOWN = "<unknown>"  # not surveyed yet (the radar pass has not reached it)
+NONE = "<none>"  # an empty cell, as kubectl prints one in custom columns
+
+
+def running_version(reference: object) -> str:
+    """The running tag (or chart version) of a reference, as the Workloads page shows it
+    (``approvals.models.Workload.version``): ``reg/team/app:1.2.0@sha256:...`` -> ``1.2.0``."""
+    text = str(reference or "").partition("@")[0]
+    tail = text.rsplit("/", 1)[-1]
+    return tail.rpartition(":")[2] if ":" in tail else tail
+
+
+def radar_items(session: Session, namespace: str | None) -> list[dict]:
+    """Every page of ``GET /api/v1/workloads`` (the inventory the leading operator keeps, one
+    item per container or chart), filtered by the server: Headwind answers from its database,
+    not the cluster, so the user's RBAC is asked there (``list`` Deployments in the namespace,
+    or in all namespaces for ``-A``)."""
+    query: dict[str, object] = {"page_size": RADAR_PAGE_SIZE}
+    if namespace:
+        query["namespace"] = namespace
+    if session.args.behind:
+        query["behind"] = session.args.behind
+    if session.args.kind:
+        query["kind"] = workload_kind(session.args.kind).kind
+    headwind = session.headwind()
+    items: list[dict] = []
+    for page in range(1, RADAR_MAX_PAGES + 1):
+        answer = headwind.get("/api/v1/workloads?" + urlencode({**query, "page": page}))
+        batch = [item for item in answer.get("items") or [] if isinstance(item, dict)]
+        items += batch
+        total = answer.get("total")
+        if not batch or not isinstance(total, int) or len(items) >= total:
+            break
+    return items
+
+
+def _radar_row(item: dict, *, wide: bool, all_namespaces: bool) -> list[object]:
+    radar = item.get("radar") if isinstance(item.get("radar"), dict) else None
+    running = running_version(item.get("current"))
+    if radar is None:
+        newest, behind = UNKNOWN, UNKNOWN
+    else:
+        newest = radar.get("newestAllowed") or running  # nothing newer the policy accepts
+        behind = radar.get("behindPolicy") or 0
+    row: list[object] = ([item.get("namespace")] if all_namespaces else []) + [
+        item.get("kind"), item.get("name"), item.get("container"), running, newest, behind,
+        item.get("policy") or NONE]
+    if not wide:
+        return row
+    now = datetime.now(UTC)
+    radar = radar or {}
+
+    def age(key: str) -> str:
+        moment = output.parse_time(radar.get(key))
+        return output.human_duration((now - moment).total_seconds()) if moment else NONE
+
+    surveyed = bool(radar)
+    return row + [
+        (radar.get("newestAny") or running) if surveyed else UNKNOWN,
+        (radar.get("behindAny") or 0) if surveyed else UNKNOWN,
+        age("runningReleased"), radar.get("waitingUntil") or NONE,
+        item.get("scheduledFor") or NONE, bool(item.get("held")),
+        item.get("openRequests") or 0, age("checkedAt"), item.get("current") or NONE,
+    ]
+
+
+def radar(session: Session) -> int:
+    """``radar``: per managed container, the running version, the newest one its policy
+    accepts and how many releases it is behind (``-o wide``: also the newest of any kind, the
+    running version's age, a release-age wait, a maintenance-window schedule, open requests,
+    when the repository was last checked, the whole reference)."""
+    namespace = None if session.args.all_namespaces else session.namespace
+    items = radar_items(session, namespace)
+    if session.output in ("json", "yaml"):
+        output.emit({"items": items}, session.output, session.out)
+        return 0
+    if not items:
+        where = f" in {namespace} namespace" if namespace else ""
+        session.err.write(f"No managed workloads found{where}.\n")
+        return 0
+    wide = session.output == "wide"
+    headers = (["NAMESPACE"] if namespace is None else []) + [
+        "KIND", "NAME", "CONTAINER", "RUNNING", "NEWEST", "BEHIND", "POLICY"]
+    if wide:
+        headers += ["NEWEST-ANY", "BEHIND-ANY", "RELEASED", "WAITING-UNTIL", "SCHEDULED",
+                    "HELD", "OPEN", "CHECKED", "IMAGE"]
+    session.out.write(output.table(headers, [
+        _radar_row(item, wide=wide, all_namespaces=namespace is None) for item in items]))
+    return 0
+
+
 COMMANDS: dict[str, Callable[[Session], int]] = {
     "list": list_requests, "show": show, "approve": approve, "reject": reject,
-    "history": history, "rollback": rollback,
+    "history": history, "rollback": rollback, "radar": radar,
 }

@@ -226,3 +226,43 @@ def test_a_host_in_capitals_matches_a_push_named_in_lower_case(
     hosts = {e["request"]["host"] for e in note.json()["events"] if e.get("action") == "push"}
     assert hosts == {f"localhost:{port}"}  # the notification really names it in lower case
     wait_image(kube_api, namespace, "Deployment", "app", f"{image}:1.3.0")  # spelling kept
+
+
+def managers(obj: dict) -> dict[str, set[str]]:
+    """managedFields as {manager: the top-level field paths it owns} (fieldsV1 keys)."""
+    owned: dict[str, set[str]] = {}
+    for entry in obj["metadata"].get("managedFields") or []:
+        fields = entry.get("fieldsV1") or {}
+        owned.setdefault(entry["manager"], set()).update(
+            f"{top}.{sub}" for top, inner in fields.items() for sub in (inner or {"": 0}))
+    return owned
+
+
+def test_every_write_names_the_field_manager_headwind(kube_api, namespace, testbed, push_image,
+                                                      notification_sink, webhook_relay, operators):
+    """The workloads and UpdateRequests Headwind writes show ``headwind`` in managedFields, never
+    the client library's default (``OpenAPI-Generator``): ``kubectl get -o yaml
+    --show-managed-fields`` tells people who changed what."""
+    repository = f"{namespace}/fm"
+    image = f"{testbed.registry}/{repository}"
+    push_image(repository, "1.0.0")
+    for name, approval in (("auto", "false"), ("gated", "true")):
+        obj = workload("Deployment", name, f"{image}:1.0.0", {
+            **ANNOTATIONS, "headwind.sh/require-approval": approval})
+        kube.request(kube_api, "POST", KINDS["Deployment"].collection_path(namespace), body=obj,
+                     query={"fieldManager": "test-setup"})
+    push_and_deliver(push_image, notification_sink, repository, "1.1.0")
+    wait_image(kube_api, namespace, "Deployment", "auto", f"{image}:1.1.0")
+
+    owned = managers(read(kube_api, namespace, "Deployment", "auto"))
+    assert "OpenAPI-Generator" not in owned
+    assert "f:spec.f:template" in owned["headwind"], owned
+    assert "f:metadata.f:annotations" in owned["headwind"], owned
+
+    def update_request() -> dict | None:
+        items = kube.request(kube_api, "GET", f"/apis/headwind.sh/v1alpha1/namespaces/{namespace}"
+                                              "/updaterequests")["items"]
+        return items[0] if items and (items[0].get("status") or {}).get("phase") else None
+
+    ur = eventually(update_request, 30, "an UpdateRequest with a status", interval=0.2)
+    assert set(managers(ur)) == {"headwind"}, managers(ur)

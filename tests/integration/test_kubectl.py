@@ -3,9 +3,9 @@ the installed ``kubectl-headwind`` console script from PATH, against the testbed
 ServiceAccounts with and without rights, each with a kubeconfig of its own.
 
 Approvals go through the Kubernetes API (the admission policy proves who approves) and are
-carried out by the session's real operators and worker; rejects and rollbacks go through
-Headwind's API (a live server) with the user's own bearer token. Every run also checks that no
-Python traceback reaches the user.
+carried out by the session's real operators and worker; rejects, rollbacks and the radar go
+through Headwind's API (a live server) with the user's own bearer token. Every run also checks
+that no Python traceback reaches the user.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from operator_app.tasks import queue_update
 from tests.waiting import eventually
 
 from .test_engine_e2e import create as create_object
-from .test_engine_e2e import image_of, read, wait_image, workload
+from .test_engine_e2e import image_of, push_and_deliver, read, wait_image, workload
 from .test_proposals import create, propose
 
 pytestmark = pytest.mark.testbed
@@ -43,6 +43,7 @@ WRITE_STATUS = {"apiGroups": ["headwind.sh"], "resources": ["updaterequests/stat
 PATCH_DEPLOYMENTS = {"apiGroups": ["apps"], "resources": ["deployments"],
                      "verbs": ["get", "patch"]}
 GET_DEPLOYMENTS = {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get"]}
+LIST_DEPLOYMENTS = {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["list"]}
 
 
 # --------------------------------------------------------------------------------------------
@@ -174,9 +175,8 @@ def test_kubectl_finds_the_plugin_and_its_commands(run):
     listed = ok(run("plugin", "list"))
     assert "kubectl-headwind" in listed.out
     help_text = ok(run("headwind", "--help")).out
-    for command in ("list", "show", "approve", "reject", "history", "rollback"):
+    for command in ("list", "show", "approve", "reject", "history", "rollback", "radar"):
         assert f"    {command} " in help_text
-    assert "radar" not in help_text
     assert ok(run("version", "--client")).out.startswith("Client Version: v1.37.2")
     # A usage error is a usage error (exit 2), with no traceback.
     fails(run("headwind", "history", "web"), "KIND/NAME")
@@ -285,7 +285,7 @@ def test_namespace_context_and_kubeconfig_flags(run, kube_api, namespace, person
     assert rows(everywhere)[0][:2] == ["NAMESPACE", "NAME"]
     assert [namespace, pending] in [row[:2] for row in rows(everywhere)]
     fails(run("headwind", "show", pending, "-A", kubeconfig=testbed.kubeconfig),
-          "applies to list only")
+          "applies to list and radar only")
 
     # Nothing there: kubectl's own words, on stderr, and success.
     empty = ok(run("headwind", "list", "-n", "kube-public", kubeconfig=testbed.kubeconfig))
@@ -577,3 +577,87 @@ def test_rollback_goes_through_headwinds_api(run, kube_api, namespace, person, l
     fails(run("headwind", "rollback", "deployment/app", "--headwind-url", "http://127.0.0.1:9",
               kubeconfig=patcher.kubeconfig), "cannot reach Headwind at http://127.0.0.1:9")
     assert image_of(kube_api, namespace, "Deployment", "app") == f"{REPO}:1.0.0"
+
+
+# --------------------------------------------------------------------------------------------
+# radar
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_radar_shows_how_far_behind_each_container_is(run, kube_api, namespace, testbed, person,
+                                                      push_image, notification_sink,
+                                                      webhook_relay, operators, live_server):
+    """The session's leading operator keeps the inventory and runs the radar from real pushes;
+    the plugin reads it from Headwind's API with the viewer's own token."""
+    from approvals import cluster
+
+    cluster.use(None)
+    app, sidecar = f"{namespace}/app", f"{namespace}/sidecar"
+    push_image(app, "1.0.0")
+    push_image(sidecar, "3.0.0")
+    create(kube_api, namespace, "Deployment", "web",
+           {"app": f"{testbed.registry}/{app}:1.0.0",
+            "sidecar": f"{testbed.registry}/{sidecar}:3.0.0"}, {"headwind.sh/policy": "minor"})
+    push_and_deliver(push_image, notification_sink, app, "1.1.0")
+    push_and_deliver(push_image, notification_sink, app, "2.0.0")
+    viewer = person("viewer", LIST_DEPLOYMENTS)
+    stranger = person("stranger", READ)  # may read UpdateRequests, not list Deployments
+    env = {"HEADWIND_URL": live_server.url}
+
+    def by_container(table: str) -> dict[str, list[str]]:
+        return {row[2]: row for row in rows(table)[1:]}
+
+    def surveyed() -> str | None:
+        table = ok(run("headwind", "radar", kubeconfig=viewer.kubeconfig, env=env)).out
+        found = by_container(table)
+        return table if ("app" in found and found["app"][4] == "1.1.0"
+                         and "sidecar" in found and found["sidecar"][4] != "<unknown>") \
+            else None
+
+    table = eventually(surveyed, 60, "the radar of web in kubectl headwind radar",
+                       interval=0.5)
+    assert rows(table)[0] == ["KIND", "NAME", "CONTAINER", "RUNNING", "NEWEST", "BEHIND",
+                              "POLICY"]
+    found = by_container(table)
+    assert found["app"] == ["Deployment", "web", "app", "1.0.0", "1.1.0", "1", "minor"]
+    assert found["sidecar"] == ["Deployment", "web", "sidecar", "3.0.0", "3.0.0", "0", "minor"]
+
+    # Only what the policy would move; -o wide adds the newest of any kind (the major).
+    behind = ok(run("headwind", "radar", "--behind", "policy", kubeconfig=viewer.kubeconfig,
+                    env=env)).out
+    assert [row[2] for row in rows(behind)[1:]] == ["app"]
+    wide = rows(ok(run("headwind", "radar", "-o", "wide", "--headwind-url", live_server.url,
+                       kubeconfig=viewer.kubeconfig)).out)
+    assert wide[0][7:] == ["NEWEST-ANY", "BEHIND-ANY", "RELEASED", "WAITING-UNTIL",
+                           "SCHEDULED", "HELD", "OPEN", "CHECKED", "IMAGE"]
+    app_row = next(row for row in wide[1:] if row[2] == "app")
+    assert app_row[7:9] == ["2.0.0", "2"]
+    assert app_row[-1] == f"{testbed.registry}/{app}:1.0.0"
+
+    data = json.loads(ok(run("headwind", "radar", "-o", "json", kubeconfig=viewer.kubeconfig,
+                             env=env)).out)
+    items = {item["container"]: item for item in data["items"]}
+    assert set(items) == {"app", "sidecar"}
+    assert {item["namespace"] for item in data["items"]} == {namespace}
+    assert (items["app"]["radar"]["newestAllowed"], items["app"]["radar"]["newestAny"],
+            items["app"]["radar"]["behindPolicy"]) == ("1.1.0", "2.0.0", 1)
+    as_yaml = yaml.safe_load(ok(run("headwind", "radar", "-oyaml", kubeconfig=viewer.kubeconfig,
+                                    env=env)).out)
+    assert as_yaml == data
+
+    # The rights are the user's: listing Deployments in the namespace, or everywhere for -A.
+    fails(run("headwind", "radar", kubeconfig=stranger.kubeconfig, env=env),
+          "Headwind refused (403 forbidden)",
+          f"does not allow {stranger.username} to list deployments in namespace {namespace}")
+    fails(run("headwind", "radar", "-A", kubeconfig=viewer.kubeconfig, env=env),
+          "Headwind refused (403 forbidden)", "all namespaces")
+    fails(run("headwind", "radar", "-n", namespace, kubeconfig=testbed.kubeconfig, env=env),
+          "has no bearer token")
+    # Nothing of that kind is managed here: kubectl's words for nothing found.
+    empty = ok(run("headwind", "radar", "--kind", "sts", "--headwind-url", live_server.url,
+                   kubeconfig=viewer.kubeconfig))
+    assert (empty.out, empty.err) == ("", f"No managed workloads found in {namespace} "
+                                          "namespace.\n")
+    fails(run("headwind", "radar", "--kind", "pod", kubeconfig=viewer.kubeconfig, env=env),
+          "unknown workload kind 'pod'")
