@@ -86,7 +86,10 @@ ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]" if DEV_MOD
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 
 INSTALLED_APPS = [
-    "daphne",
+    # daphne's app only makes `manage.py runserver` serve ASGI (WebSockets), for development;
+    # it imports Twisted (about 25 MB) into every process that sets Django up. The web process
+    # runs daphne itself (headwind_site.web), the worker and the operator never need it.
+    *(["daphne"] if DEV_MODE else []),
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",

@@ -15,8 +15,14 @@ import os
 from dataclasses import dataclass
 
 import urllib3
-from kubernetes import client, config
-from kubernetes.config.config_exception import ConfigException
+
+from operator_app import lazy_kubernetes
+
+# Before the first import of the library: its 800 generated classes load only when used.
+lazy_kubernetes.install()
+
+from kubernetes import client, config  # noqa: E402
+from kubernetes.config.config_exception import ConfigException  # noqa: E402
 
 log = logging.getLogger(__name__)
 
