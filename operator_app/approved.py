@@ -126,6 +126,7 @@ class ApprovalWork:
             log.info("not marking %s/%s Approved: %s", meta["namespace"], meta["name"], exc)
             return False
         approvers = (updated.get("status") or {}).get("approvedBy", "")
+        metrics.request_decided(updated, "approved")
         self.queue(command_for(updated, approvers or "headwind"))
         _event(self.api, updated, "Normal", "Approved", f"approved by {approvers}")
         return True

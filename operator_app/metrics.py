@@ -39,7 +39,8 @@ DECISIONS = Counter(
 )
 DECISION_SECONDS = Histogram(
     "headwind_event_decision_seconds",
-    "Time from an event to all its decisions (index lookup and policy).",
+    "Time from taking an event to having acted on all its decisions (index lookup, policy, "
+    "release times, and dispatch: an UpdateRequest written or an update queued).",
     buckets=(0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0),
 )
 UPDATE_REQUESTS_CREATED = Counter(
@@ -222,4 +223,14 @@ APPROVALS_UNATTRIBUTED = Counter(
     "headwind_approvals_unattributed_total",
     "Approved UpdateRequests refused because nobody Headwind can attribute approved them.",
     ["namespace"],
+)
+
+#: Where a webhook-driven update's time goes (operator_app/hops.py): ``hop`` is the stamp a hop
+#: ends at (queued, read, verified, decided, started, patched) or ``total`` (received →
+#: patched). Observed by the worker when its patch is accepted.
+UPDATE_HOP_SECONDS = Histogram(
+    "headwind_update_hop_seconds",
+    "Seconds per hop of a webhook-driven update, from the delivery to the patch.",
+    ["hop"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )

@@ -8,8 +8,9 @@ from prometheus_client import Counter, Gauge, Histogram
 POLL_CYCLES = Counter("headwind_polling_cycles_total", "Poll cycles run (Poller.run_once).")
 POLL_REQUESTS = Counter(
     "headwind_polling_requests_total",
-    "HTTP requests to registries by the poller: kind tags|head|token|ping, outcome ok|"
-    "unauthorized|forbidden|not_found|rate_limited|server_error|client_error|connection_error.",
+    "HTTP requests to registries and chart repositories by the poller: kind tags|head|"
+    "manifest|blob|token|index, outcome ok|not_modified|redirect|unauthorized|forbidden|"
+    "not_found|rate_limited|server_error|client_error|connection_error.",
     ["registry", "kind", "outcome"],
 )
 NEW_TAGS = Counter(

@@ -398,7 +398,8 @@ class Poller:
                     continue
                 registry, _, path = ref.repository.partition("/")
                 if isinstance(ref, ChartRef) and not ref.is_oci:
-                    registry = urlsplit(ref.source).netloc
+                    # host[:port] only: it labels metrics, and a URL may carry user:password@
+                    registry = urlsplit(ref.source).netloc.rpartition("@")[2]
                 ckey = (workload.key, container.name)
                 seen.add(ckey)
                 self._host_of[ckey] = registry
@@ -500,6 +501,9 @@ class Poller:
         if self._group_errors.pop(gkey, None) is not None:
             log.info("polling %s works again", group.repository)
         report.groups_polled += 1
+        checked = metrics.HELM_CHARTS_CHECKED if (
+            group.chart_access is not None or group.chart_oci) else metrics.IMAGES_CHECKED
+        checked.labels(group.registry).inc(len(group.containers))
         if group.chart_access is not None:
             self._finish_charts(result, report)
             return
@@ -512,7 +516,8 @@ class Poller:
                 fresh = len(current - previous)
                 if fresh:
                     report.new_tags += fresh
-                    metrics.NEW_TAGS.labels(group.registry).inc(fresh)
+                    found = metrics.HELM_NEW_VERSIONS if group.chart_oci else metrics.NEW_TAGS
+                    found.labels(group.registry).inc(fresh)
             self._known_tags[known_key] = current
         candidates: dict[str, str | None] = dict.fromkeys(tags)
         candidates.update(result.digests)
@@ -544,6 +549,7 @@ class Poller:
             current = frozenset(versions)
             if previous is not None and current - previous:
                 report.new_tags += len(current - previous)
+                metrics.HELM_NEW_VERSIONS.labels(group.registry).inc(len(current - previous))
             self._known_tags[known_key] = current
             try:
                 plans = self.engine.handle_candidates(repository, dict.fromkeys(versions),
@@ -595,7 +601,8 @@ class Poller:
         known = self._chart_versions.get(key, {})
         wanted = set(group.charts) | set(known)
         try:
-            result = client.fetch(wanted)
+            with operator_metrics.time_chart_query("http"):
+                result = client.fetch(wanted)
         except RegistryRateLimited as exc:
             self.backoff.failure(group.registry, exc.retry_after)
             return _Result(group, error=exc)
@@ -661,7 +668,9 @@ class Poller:
         digests: dict[str, str] = {}
         try:
             if group.needs_tags:
-                client, tags = self._authenticated(group, lambda c: c.list_tags(group.path))
+                with operator_metrics.time_chart_query("oci" if group.chart_oci else None):
+                    client, tags = self._authenticated(group,
+                                                       lambda c: c.list_tags(group.path))
             heads = set(group.head_tags)
             for spec, current in group.pinned:
                 decision = decide(spec, current, dict.fromkeys(tags or []))
@@ -671,11 +680,8 @@ class Poller:
                 if self.backoff.blocked_until(host) is not None:
                     return _Result(group, skipped=True)
                 try:
-                    if client is None:
-                        client, digests[tag] = self._authenticated(
-                            group, lambda c, tag=tag: c.head_digest(group.path, tag))
-                    else:
-                        digests[tag] = client.head_digest(group.path, tag)
+                    client, digests[tag] = self._with_client(
+                        group, client, lambda c, tag=tag: c.head_digest(group.path, tag))
                 except RegistryError as exc:
                     if exc.status != 404:  # a vanished tag is no error
                         raise
@@ -712,17 +718,22 @@ class Poller:
         found: dict[str, dt.datetime | None] = {}
         for tag in sorted(tagbook.unchecked(group.repository, wanted)):
             try:
-                if client is None:
-                    client, found[tag] = self._authenticated(
-                        group, lambda c, tag=tag: c.image_created(group.path, tag))
-                else:
-                    found[tag] = client.image_created(group.path, tag)
+                client, found[tag] = self._with_client(
+                    group, client, lambda c, tag=tag: c.image_created(group.path, tag))
             except RegistryNotFound:
                 continue
             except RegistryError as exc:
                 log.info("release time of %s:%s not read: %s", group.repository, tag, exc)
                 found[tag] = None
         return found
+
+    def _with_client(self, group: _Group, client: RegistryClient | None,
+                     call: Callable[[RegistryClient], object]):
+        """``(client, call(client))``; with no client yet, the first one whose credentials
+        work (``_authenticated``), kept for the group's next calls."""
+        if client is None:
+            return self._authenticated(group, call)
+        return client, call(client)
 
     def _authenticated(self, group: _Group, call: Callable[[RegistryClient], object]):
         """``call`` with the group's credentials in order (most specific first) until one is
