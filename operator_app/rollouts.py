@@ -229,9 +229,11 @@ class RolloutWatcher(threading.Thread):
             pods = self._owned_pods(job, {"batch.kubernetes.io/controller-uid":
                                           job["metadata"]["uid"]})
         else:
-            evaluate = {DEPLOYMENT.kind: rollout.deployment, STATEFULSET.kind: rollout.statefulset,
-                        DAEMONSET.kind: rollout.daemonset}[kind.kind]
-            verdict = evaluate(obj)
+            if kind is DEPLOYMENT:
+                verdict = rollout.deployment(obj, since=parse_rfc3339(record.started))
+            else:
+                verdict = {STATEFULSET.kind: rollout.statefulset,
+                           DAEMONSET.kind: rollout.daemonset}[kind.kind](obj)
             pods = self._new_pods(kind, obj) if verdict.progress is Progress.WAITING else []
         if verdict.progress is Progress.WAITING:
             signal = rollout.pods(pods)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime
 from enum import StrEnum
 
 ANNOTATION_ROLLOUT = "headwind.sh/rollout"
@@ -213,11 +214,34 @@ def _int(mapping: Mapping, key: str, default: int = 0) -> int:
     return default if value is None else int(value)
 
 
-def deployment(obj: Mapping) -> Verdict:
-    """``kubectl rollout status`` for a Deployment, plus its progress deadline as a failure."""
+def _before(timestamp: object, since: datetime | None) -> bool:
+    """Whether a condition's RFC 3339 time (whole seconds) is no later than ``since``'s second:
+    then it was set before the rollout that started at ``since``."""
+    if since is None or not isinstance(timestamp, str):
+        return False
+    try:
+        when = datetime.fromisoformat(timestamp)
+    except ValueError:
+        return False
+    if when.tzinfo is None or since.tzinfo is None:
+        return False
+    return when <= since.replace(microsecond=0)
+
+
+def deployment(obj: Mapping, since: datetime | None = None) -> Verdict:
+    """``kubectl rollout status`` for a Deployment, plus its progress deadline as a failure.
+
+    ``since`` is when the followed rollout started. A rollback to a ReplicaSet that still
+    exists keeps the broken rollout's ``ProgressDeadlineExceeded`` until the controller makes
+    progress; one last updated before ``since`` belongs to that earlier rollout, not this one
+    (a real one comes at least a second after ``since``: the deadline is whole seconds)."""
     if not _observed(obj):
         return Verdict(WAITING, "the controller has not seen the new template yet")
     progressing = _conditions(obj).get("Progressing") or {}
+    if progressing.get("reason") == "ProgressDeadlineExceeded" and _before(
+            progressing.get("lastUpdateTime"), since):
+        return Verdict(WAITING, "no progress yet (the deadline exceeded belongs to an earlier "
+                                "rollout)")
     if progressing.get("reason") == "ProgressDeadlineExceeded":
         return Verdict(Progress.FAILED, f"ProgressDeadlineExceeded: "
                                         f"{progressing.get('message') or 'no progress'}")

@@ -121,13 +121,18 @@ def test_approved_update_ends_rolled_out(kube_api, namespace, operators, celery_
 # --------------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("replicas", [2, 1])
 def test_broken_push_is_rolled_back_and_never_reapplied(
-        kube_api, namespace, testbed, push_image, notification_sink, webhook_relay, operators,
-        stream_drained, worker_idle):
+        replicas, kube_api, namespace, testbed, push_image, notification_sink, webhook_relay,
+        operators, stream_drained, worker_idle):
+    """With one replica the rollback's own rollout starts under the broken one's
+    ProgressDeadlineExceeded, which the controller keeps until it makes progress: that
+    condition is not this rollout's failure (core.rollout.deployment)."""
     repository = f"{namespace}/app"
     image = f"{testbed.registry}/{repository}"
     push_image(repository, "1.0.0")
-    create(kube_api, namespace, target("Deployment", "app", f"{image}:1.0.0", AUTO))
+    create(kube_api, namespace, target("Deployment", "app", f"{image}:1.0.0", AUTO,
+                                       replicas=replicas))
 
     push_and_deliver(push_image, notification_sink, repository, "1.1.0-broken")
     wait_image(kube_api, namespace, "Deployment", "app", f"{image}:1.1.0-broken")

@@ -120,9 +120,16 @@ def test_kubectl_approvals_do_not_count_without_the_policy(kube_api, namespace, 
                  {"headwind.sh/policy": "minor"})
     proposal = propose(kube_api, obj, NEW)
     owner = kube_user("owner", [*UR_RULES, PATCH_DEPLOYMENTS])
-    write_status(owner.api, namespace, proposal.name, lambda status: {
-        **status, "approvals": [{"user": "alice", "at": "2026-11-27T10:00:00Z"}]})  # anyone's
 
+    def approve_as_alice() -> bool:  # accepted once the API server stops enforcing the policy
+        try:
+            write_status(owner.api, namespace, proposal.name, lambda status: {
+                **status, "approvals": [{"user": "alice", "at": "2026-11-27T10:00:00Z"}]})
+        except Exception:  # noqa: BLE001 - still enforced (the binding's removal takes a moment)
+            return False
+        return True
+
+    eventually(approve_as_alice, timeout=20, what="an unpolicied cluster")
     queued: list[apply.UpdateCommand] = []
     ApprovalWork(kube_api, queued.append).run()
     assert [c for c in queued if c.namespace == namespace] == []

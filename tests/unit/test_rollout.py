@@ -40,6 +40,23 @@ def test_deployment_rules(obj, progress, words):
     assert not verdict.signal
 
 
+def test_a_deadline_exceeded_before_the_rollout_started_is_an_earlier_rollouts():
+    """Rolling back to a ReplicaSet that still exists leaves the broken rollout's
+    ProgressDeadlineExceeded in place until the controller makes progress."""
+    from datetime import UTC, datetime
+
+    stale = deployment(updatedReplicas=0, conditions=[{
+        "type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",
+        "lastUpdateTime": "2026-11-27T12:00:05Z", "message": "RS app-2 has timed out"}])
+    same_second = datetime(2026, 11, 27, 12, 0, 5, 700_000, tzinfo=UTC)
+    assert rollout.deployment(stale, since=same_second).progress is Progress.WAITING
+    assert rollout.deployment(stale, since=datetime(2026, 11, 27, 12, 1, tzinfo=UTC)
+                              ).progress is Progress.WAITING
+    earlier = datetime(2026, 11, 27, 12, 0, 4, 999_000, tzinfo=UTC)
+    assert rollout.deployment(stale, since=earlier).progress is Progress.FAILED
+    assert rollout.deployment(stale).progress is Progress.FAILED
+
+
 def test_statefulset_rules():
     base = {"metadata": {"generation": 3}, "spec": {"replicas": 2}}
     waiting = {**base, "status": {"observedGeneration": 3, "readyReplicas": 2,
