@@ -139,7 +139,8 @@ class Inventory(threading.Thread):
         items = self.cache.snapshot()
         wanted = {(w.kind, w.namespace, w.name, c.name) for w in items for c in w.containers}
         stale = [pk for pk, *row in Workload.objects.values_list(
-            "pk", "kind", "namespace", "name", "container") if tuple(row) not in wanted]
+            "pk", "kind", "namespace", "name", "container").iterator(chunk_size=2000)
+            if tuple(row) not in wanted]
         for start in range(0, len(stale), _BATCH):
             Workload.objects.filter(pk__in=stale[start:start + _BATCH]).delete()
         self._write(items)
@@ -166,13 +167,16 @@ class Inventory(threading.Thread):
         return len(keys)
 
     def _write(self, items: Iterable[WorkloadProjection]) -> None:
-        rows = [row for workload in items for row in _rows(workload)]
-        for start in range(0, len(rows), _BATCH):
-            with transaction.atomic():
-                Workload.objects.bulk_create(
-                    rows[start:start + _BATCH], update_conflicts=True,
-                    unique_fields=["kind", "namespace", "name", "container"],
-                    update_fields=list(_MIRRORED))
+        """Upsert the rows of ``items``, a batch at a time: with 10,000 workloads the model
+        instances of all of them at once would be the operator's largest peak of memory."""
+        batch: list[Workload] = []
+        for workload in items:
+            batch.extend(_rows(workload))
+            if len(batch) >= _BATCH:
+                _upsert(batch)
+                batch = []
+        if batch:
+            _upsert(batch)
 
     # -- the radar -----------------------------------------------------------------------------
 
@@ -265,6 +269,11 @@ class Inventory(threading.Thread):
             _remove(RUNNING_AGE, *labels)
 
     def _store(self, updates: list, now: datetime) -> None:
+        for start in range(0, len(updates), _BATCH):  # bounded memory, as in _write
+            self._store_batch(updates[start:start + _BATCH], now)
+        self.forget_exports({(w.key, c.name) for w, c, _ in _slots(self.cache.snapshot())})
+
+    def _store_batch(self, updates: list, now: datetime) -> None:
         by_slot = {(w.kind, w.namespace, w.name, c): (r, checked) for w, c, r, checked in updates}
         rows = []
         names = {(w.kind, w.namespace, w.name) for w, *_ in updates}
@@ -284,9 +293,14 @@ class Inventory(threading.Thread):
             row.checked_at = checked
             row.radar_at = now
             rows.append(row)
-        for start in range(0, len(rows), _BATCH):
-            Workload.objects.bulk_update(rows[start:start + _BATCH], list(_RADAR))
-        self.forget_exports({(w.key, c.name) for w, c, _ in _slots(self.cache.snapshot())})
+        Workload.objects.bulk_update(rows, list(_RADAR), batch_size=_BATCH)
+
+
+def _upsert(rows: list[Workload]) -> None:
+    with transaction.atomic():
+        Workload.objects.bulk_create(
+            rows, update_conflicts=True, unique_fields=["kind", "namespace", "name", "container"],
+            update_fields=list(_MIRRORED))
 
 
 def _remove(gauge, *labels) -> None:
