@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
+from celery.exceptions import Reject
 from celery.signals import worker_init
 from django.conf import settings
 
@@ -43,6 +44,22 @@ def _backoff(attempt: int) -> int:
     return min(2 ** attempt, MAX_COUNTDOWN_SECONDS)
 
 
+def _retry(task, **options) -> Exception:
+    """``task.retry(**options)``, without ever dropping the update.
+
+    Celery's retry publishes a new message and then acknowledges this one; when the publish
+    fails it raises ``Reject(requeue=False)``, and the update is gone. That happens while the
+    broker restarts (kombu's pool may then even hand out a half-closed connection, an
+    AttributeError no publish retry policy covers). The message is put back instead: at once
+    when the broker answers, else after the visibility timeout, as for a killed worker."""
+    try:
+        return task.retry(**options)
+    except Reject as refused:
+        log.warning("retry of %s not queued (%s); the message goes back to the queue",
+                    task.request.id, refused.reason)
+        return Reject(refused.reason, requeue=True)
+
+
 @shared_task(bind=True, acks_late=True, max_retries=None)
 def apply_update_task(self, command: dict, transient_attempt: int = 0) -> dict:
     """Apply one update (``apply.apply_update``); returns ``{"outcome", "message"}``.
@@ -70,7 +87,8 @@ def apply_update_task(self, command: dict, transient_attempt: int = 0) -> dict:
         countdown = _backoff(transient_attempt)
         log.warning("transient error applying %s (attempt %d; retry in %ds): %s", update.label,
                     transient_attempt + 1, countdown, exc)
-        raise self.retry(
+        raise _retry(
+            self,
             args=(), kwargs={"command": command, "transient_attempt": transient_attempt + 1},
             countdown=countdown, exc=exc, retry_policy=PATIENT_PUBLISH,
         ) from None
@@ -78,7 +96,8 @@ def apply_update_task(self, command: dict, transient_attempt: int = 0) -> dict:
         if api is not None:
             api.close()
     if result.outcome == "deferred":
-        raise self.retry(
+        raise _retry(
+            self,
             args=(), kwargs={"command": command, "transient_attempt": 0},
             countdown=min(result.retry_after or 1.0, MAX_COUNTDOWN_SECONDS),
             retry_policy=PATIENT_PUBLISH,
