@@ -28,10 +28,12 @@ import os
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-
-import jwt
+from typing import TYPE_CHECKING
 
 from headwind_site.config import parse_bool
+
+if TYPE_CHECKING:  # PyJWT (and cryptography under it) load only when a Pub/Sub token comes
+    import jwt
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +116,8 @@ def _pubsub_oidc_settings() -> tuple[str, str]:
 def _jwks_client(url: str) -> jwt.PyJWKClient:
     """One cached key set per URL: fetched at most hourly, and again (at most once a minute)
     when a token names a key it does not hold, as Google rotates its keys."""
+    import jwt
+
     with _jwks_lock:
         client = _jwks_clients.get(url)
         if client is None:
@@ -132,6 +136,8 @@ def _check_pubsub_oidc(token: str, audience: str, email: str) -> Verdict:
     ``iss`` Google, and ``email`` the push service account, verified (Google Cloud docs,
     "Authentication for push subscriptions"). Checking the e-mail matters: anyone can have
     Google sign a token for any audience."""
+    import jwt  # about 10 MB with cryptography: only in a web process that receives such a token
+
     url = _env("HEADWIND_WEBHOOK_GAR_OIDC_JWKS_URL") or GOOGLE_JWKS_URL
     try:
         key = _jwks_client(url).get_signing_key_from_jwt(token)
