@@ -30,177 +30,50 @@ Run: ``.venv/bin/python bench/footprint.py [--workloads 1000 --large 10000]``.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import secrets
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 import requests
-import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _results  # noqa: E402
+from _harness import (  # noqa: E402
+    MIB,
+    Cluster,
+    Proc,
+    production_env,
+    shipped_commands,
+    tree_memory,
+    wait_web_ready,
+    wait_worker_ready,
+)
 
 from tests.testbed import cluster  # noqa: E402
 
-MANIFESTS = REPO_ROOT / "deploy" / "manifests"
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "CronJob", "HelmRelease")
 LISTED = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) \S+ \S+ (\w+): (\d+) opted-in "
                     r"workloads listed", re.M)
-MIB = 1024 * 1024
 
 
-# --- processes and their memory ----------------------------------------------------------------
-
-
-def children(pid: int) -> list[int]:
-    """Every descendant of ``pid`` (prefork children, server workers)."""
-    parents: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            parents.setdefault(int(fields[1]), []).append(int(entry.name))
-    found, todo = [], [pid]
-    while todo:
-        for child in parents.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
-def memory(pid: int) -> dict[str, float]:
-    """Rss and Pss of one process in MiB (``/proc/<pid>/smaps_rollup``)."""
-    values = {}
-    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-        key, _, rest = line.partition(":")
-        if key in ("Rss", "Pss"):
-            values[key.lower()] = int(rest.split()[0]) * 1024 / MIB
-    return values
-
-
-def tree_memory(pid: int) -> dict:
-    pids = [pid, *children(pid)]
-    per = {}
-    for one in pids:
-        try:
-            per[one] = memory(one)
-        except OSError:
-            pass
-    return {"pss": sum(m["pss"] for m in per.values()), "rss": sum(m["rss"] for m in per.values()),
-            "processes": len(per)}
-
-
-@dataclass
-class Proc:
-    name: str
-    argv: list[str]
-    env: dict[str, str]
-    log_path: Path
-    popen: subprocess.Popen | None = None
-    spawned: float = 0.0  # time.time() at spawn
-    extra: dict = field(default_factory=dict)
-
-    def start(self) -> Proc:
-        with open(self.log_path, "ab") as log:
-            self.spawned = time.time()
-            self.popen = subprocess.Popen(self.argv, cwd=REPO_ROOT, env=self.env, stdout=log,
-                                          stderr=subprocess.STDOUT, start_new_session=True)
-        return self
-
-    def stop(self) -> None:
-        if self.popen is None or self.popen.poll() is not None:
-            return
-        os.killpg(self.popen.pid, signal.SIGTERM)
-        try:
-            self.popen.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.popen.pid, signal.SIGKILL)
-            self.popen.wait(10)
-
-    def alive(self) -> bool:
-        return self.popen is not None and self.popen.poll() is None
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def check(self) -> None:
-        if not self.alive():
-            tail = "\n".join(self.log().splitlines()[-30:])
-            raise SystemExit(f"{self.name} exited ({self.popen.returncode}):\n{tail}")
-
-
-def shipped_commands(port: int) -> dict[str, list[str]]:
-    """The container commands of deploy/manifests/, runnable here."""
-    commands = {}
-    for name in ("web", "worker", "operator"):
-        deployment = yaml.safe_load((MANIFESTS / f"{name}.yaml").read_text().split("\n---")[0])
-        (container,) = deployment["spec"]["template"]["spec"]["containers"]
-        command = list(container["command"]) + list(container.get("args") or [])
-        if command[0] == "python":
-            command[0:1] = [sys.executable]
-        elif command[0] in ("celery", "gunicorn", "uvicorn", "daphne"):
-            command[0:1] = [sys.executable, "-m", command[0]]
-        command = [arg.replace("0.0.0.0", "127.0.0.1").replace("8000", str(port))
-                   for arg in command]
-        commands[name] = command
-    return commands
-
-
-def shipped_config() -> dict[str, str]:
-    config = yaml.safe_load((MANIFESTS / "config.yaml").read_text())
-    return {key: str(value) for key, value in config["data"].items()}
+def create_workloads(kube: Cluster, start: int, stop: int, namespaces: int = 50) -> float:
+    """Deployments ``start`` … ``stop - 1`` over ``namespaces`` namespaces; seconds taken."""
+    for index in range(namespaces):
+        kube.namespace(f"team-{index}")
+    return kube.create_all((f"/apis/apps/v1/namespaces/team-{i % namespaces}/deployments",
+                            deployment(i)) for i in range(start, stop))
 
 
 # --- the cluster's workloads -----------------------------------------------------------------
-
-
-class Cluster:
-    def __init__(self, state: cluster.TestbedState) -> None:
-        pki = Path(state.directory) / "pki"
-        self.url = state.apiserver_url
-        self.cert = (str(pki / "admin.crt"), str(pki / "admin.key"))
-        self.verify = str(pki / "ca.crt")
-        self.local = threading.local()
-
-    def session(self) -> requests.Session:
-        if not hasattr(self.local, "session"):
-            session = requests.Session()
-            session.cert, session.verify = self.cert, self.verify
-            self.local.session = session
-        return self.local.session
-
-    def post(self, path: str, body: dict) -> None:
-        # verify= on the call: a REQUESTS_CA_BUNDLE in the environment beats a session's
-        response = self.session().post(self.url + path, json=body, timeout=30,
-                                       verify=self.verify, cert=self.cert)
-        if response.status_code not in (201, 409):
-            raise SystemExit(f"POST {path}: {response.status_code} {response.text[:300]}")
-
-    def create_workloads(self, start: int, stop: int, namespaces: int = 50) -> float:
-        began = time.perf_counter()
-        for index in range(namespaces):
-            self.post("/api/v1/namespaces", {"metadata": {"name": f"team-{index}"}})
-        with ThreadPoolExecutor(8) as pool:
-            list(pool.map(lambda i: self.post(
-                f"/apis/apps/v1/namespaces/team-{i % namespaces}/deployments", deployment(i)),
-                range(start, stop)))
-        return time.perf_counter() - began
 
 
 def deployment(index: int) -> dict:
@@ -223,28 +96,6 @@ def deployment(index: int) -> dict:
     }
 
 
-# --- readiness -----------------------------------------------------------------------------------
-
-
-def wait_web_ready(web: Proc, base: str, timeout: float = 60) -> float:
-    """Seconds from spawn until /healthz and /readyz both answer 200."""
-    session = requests.Session()
-    deadline = time.monotonic() + timeout
-    pending = ["/healthz", "/readyz"]
-    while pending:
-        web.check()
-        if time.monotonic() > deadline:
-            raise SystemExit(f"web not ready after {timeout}s:\n{web.log()[-2000:]}")
-        try:
-            while pending and session.get(base + pending[0], timeout=1).status_code == 200:
-                pending.pop(0)
-        except requests.RequestException:
-            pass
-        if pending:
-            time.sleep(0.01)
-    return time.time() - web.spawned
-
-
 def wait_synced(operator: Proc, workloads: int, timeout: float = 120) -> float:
     """Seconds from spawn until every workload kind was listed, by the log lines' own times."""
     deadline = time.monotonic() + timeout
@@ -262,16 +113,6 @@ def wait_synced(operator: Proc, workloads: int, timeout: float = 120) -> float:
         if time.monotonic() > deadline:
             raise SystemExit(f"caches not synced after {timeout}s:\n{operator.log()[-3000:]}")
         time.sleep(0.05)
-
-
-def wait_worker_ready(worker: Proc, timeout: float = 60) -> float:
-    deadline = time.monotonic() + timeout
-    while " ready." not in worker.log():
-        worker.check()
-        if time.monotonic() > deadline:
-            raise SystemExit(f"worker not ready after {timeout}s:\n{worker.log()[-2000:]}")
-        time.sleep(0.05)
-    return time.time() - worker.spawned
 
 
 def sample(procs: list[Proc], samples: int = 3) -> dict[str, dict]:
@@ -300,6 +141,10 @@ def main() -> int:
     parser.add_argument("--web-starts", type=int, default=5)
     parser.add_argument("--operator-starts", type=int, default=3)
     parser.add_argument("--keep", action="store_true", help="leave the work directory")
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                        help="extra environment for all three processes, to try a setting "
+                             "(e.g. MALLOC_ARENA_MAX=2); repeatable")
+    parser.add_argument("--no-save", action="store_true", help="print only (comparisons)")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="headwind-bench-footprint-"))
@@ -322,22 +167,14 @@ def main() -> int:
 
 def run(args, work: Path, state: cluster.TestbedState, procs: list[Proc]) -> int:
     kube = Cluster(state)
-    seconds = kube.create_workloads(0, args.workloads)
+    seconds = create_workloads(kube, 0, args.workloads)
     print(f"{args.workloads:,} Deployments created in {seconds:.1f}s", flush=True)
 
     port = cluster.free_port()
     base = f"http://127.0.0.1:{port}"
     token = secrets.token_urlsafe(16)
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(work),
-           "LANG": "C.UTF-8", "DJANGO_SETTINGS_MODULE": "headwind_site.settings",
-           "PYTHONUNBUFFERED": "1", **shipped_config(),
-           "SECRET_KEY": secrets.token_urlsafe(50), "DATABASE_URL": state.database_url,
-           "REDIS_URL": state.redis_url, "ALLOWED_HOSTS": "localhost,127.0.0.1",
-           "HEADWIND_SECURE_COOKIES": "false", "KUBECONFIG": state.kubeconfig,
-           "HEADWIND_NAMESPACE": "headwind-bench", "HEADWIND_WEBHOOK_REGISTRY_TOKEN": token,
-           "HEADWIND_REGISTRY_CA_FILE": state.ca_file,
-           "HEADWIND_OPERATOR_METRICS_PORT": str(cluster.free_port()),
-           "HEADWIND_WORKER_METRICS_PORT": str(cluster.free_port())}
+    env = production_env(state, work, HEADWIND_WEBHOOK_REGISTRY_TOKEN=token,
+                         **dict(item.split("=", 1) for item in args.env))
     subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=REPO_ROOT,
                    env=env, check=True)
     commands = shipped_commands(port)
@@ -389,7 +226,7 @@ def run(args, work: Path, state: cluster.TestbedState, procs: list[Proc]) -> int
 
     # 10,000 workloads: the operator alone, started again.
     operator.stop()
-    seconds = kube.create_workloads(args.workloads, args.large)
+    seconds = create_workloads(kube, args.workloads, args.large)
     print(f"{args.large - args.workloads:,} more Deployments created in {seconds:.1f}s",
           flush=True)
     synced_large, large_memory = [], []
@@ -450,6 +287,8 @@ def run(args, work: Path, state: cluster.TestbedState, procs: list[Proc]) -> int
             "web ready": web_ready, f"caches synced ({args.large:,})": synced_large}, "s",
             goal=1.0),
     ]
+    if args.no_save:
+        return 0 if all(verdicts.values()) else 1
     _results.save("footprint", figures, charts, goals=goals,
                   notes="deploy/manifests commands and ConfigMap, production mode, testbed "
                         "PostgreSQL and Redis; PSS/RSS from /proc/<pid>/smaps_rollup")

@@ -47,6 +47,7 @@ sys.path.insert(0, str(REPO_ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _results  # noqa: E402
+from _harness import percentile, runnable, shipped_commands, tree_memory  # noqa: E402
 
 from tests.testbed import cluster  # noqa: E402
 
@@ -69,23 +70,6 @@ def body(tag: str) -> bytes:
                     "useragent": "docker/27.0"},
         "actor": {"name": "ci"}, "source": {"addr": "registry-0:5000"},
     }]}).encode()
-
-
-def shipped_web(port: int) -> list[str]:
-    deployment = yaml.safe_load((REPO_ROOT / "deploy/manifests/web.yaml").read_text()
-                                .split("\n---")[0])
-    (container,) = deployment["spec"]["template"]["spec"]["containers"]
-    command = list(container["command"]) + list(container.get("args") or [])
-    return _runnable(command, port)
-
-
-def _runnable(command: list[str], port: int) -> list[str]:
-    if command[0] == "python":
-        command = [sys.executable, *command[1:]]
-    elif command[0] in ("daphne", "uvicorn", "gunicorn"):
-        command = [sys.executable, "-m", *command]
-    return [arg.replace("0.0.0.0", "127.0.0.1").replace("8000", str(port)).replace(
-        "{port}", str(port)) for arg in command]
 
 
 # --- the client ------------------------------------------------------------------------------
@@ -169,40 +153,6 @@ def deliver(port: int, token: str, tags: list[str], connections: int) -> Client:
 # --- the run -----------------------------------------------------------------------------------
 
 
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
-
-
-def rss_mib(pid: int) -> float:
-    total = 0
-    for one in [pid, *_children(pid)]:
-        try:
-            for line in Path(f"/proc/{one}/smaps_rollup").read_text().splitlines():
-                if line.startswith("Rss:"):
-                    total += int(line.split()[1])
-        except OSError:
-            pass
-    return total / 1024
-
-
-def _children(pid: int) -> list[int]:
-    parents: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except OSError:
-                continue
-            parents.setdefault(ppid, []).append(int(entry.name))
-    found, todo = [], [pid]
-    while todo:
-        for child in parents.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--deliveries", type=int, default=5000)
@@ -232,7 +182,8 @@ def main() -> int:
                "HEADWIND_WEBHOOK_REGISTRY_TOKEN": token, "LOG_LEVEL": "WARNING"}
         subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"],
                        cwd=REPO_ROOT, env=env, check=True)
-        command = _runnable(shlex.split(args.web), port) if args.web else shipped_web(port)
+        command = (runnable(shlex.split(args.web), port) if args.web
+                   else shipped_commands(port)["web"])
         label = args.label or " ".join(Path(command[0]).name if i == 0 else a
                                        for i, a in enumerate(command))
         print(f"web: {' '.join(command)}", flush=True)
@@ -259,7 +210,7 @@ def main() -> int:
         stream.delete(STREAM)
         tags = [f"1.0.{i}" for i in range(args.deliveries)]
         client = deliver(port, token, tags, args.connections)
-        rss = rss_mib(web.pid)
+        rss = tree_memory(web.pid)["rss"]
 
         results = client.results
         statuses = [status for _, _, status, _ in results]

@@ -17,6 +17,7 @@ import base64
 import json
 import os
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -27,6 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "headwind_site.settings")
 os.environ.setdefault("HEADWIND_DEV", "true")
+# The tag book records every listing: a throwaway SQLite database, migrated below.
+os.environ.setdefault("DATABASE_URL", "sqlite:///" + str(
+    Path(tempfile.mkdtemp(prefix="headwind-bench-poll-")) / "db.sqlite3"))
 
 
 def _load_testbed_env() -> None:
@@ -47,6 +51,9 @@ _load_testbed_env()
 import django  # noqa: E402
 
 django.setup()
+from django.core.management import call_command  # noqa: E402
+
+call_command("migrate", verbosity=0)
 
 import requests  # noqa: E402
 from kubernetes import config  # noqa: E402

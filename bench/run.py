@@ -120,10 +120,14 @@ def _draw_bars(axis, chart: dict) -> None:
                         if key in next(iter(values.values())) else 99)
         if chart.get("stacked"):
             bottom = [0.0] * len(labels)
+            tallest = max((sum(v for v in values[label].values() if v > 0) for label in labels),
+                          default=0.0)
             for key in series:
                 heights = [values[label].get(key, 0.0) for label in labels]
                 bars = axis.bar(labels, heights, bottom=bottom, label=key)
-                axis.bar_label(bars, labels=[f"{key} {h:.0f}" for h in heights],
+                # Only segments tall enough to hold their label get one (the legend names all).
+                axis.bar_label(bars, labels=[f"{key} {h:.3g}" if h >= 0.06 * tallest else ""
+                                             for h in heights],
                                label_type="center", fontsize=7)
                 bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
             for index, total in enumerate(bottom):
@@ -138,8 +142,11 @@ def _draw_bars(axis, chart: dict) -> None:
                                 width=width, label=key)
                 axis.bar_label(bars, fmt="%.0f", fontsize=7)
             axis.set_xticks(range(len(labels)), labels)
-        axis.legend(fontsize=8)
-    axis.tick_params(axis="x", labelsize=8)
+        if chart.get("stacked"):  # beside the bars: stacked bars fill the axes
+            axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+        else:
+            axis.legend(fontsize=8)
+    axis.tick_params(axis="x", labelsize=8, rotation=15 if len(labels) > 3 else 0)
     axis.set_ylabel(chart["unit"])
     _goal_line(axis, chart)
 

@@ -20,7 +20,8 @@ from approvals.expiry import expire
 from approvals.mirror import UpdateRequestMirror
 from approvals.services import pending_counts
 from headwind_site.inventory import Inventory
-from operator_app import eventqueue, kube, metrics, recorder
+from headwind_site.tagbook_writer import TagBookWriter
+from operator_app import eventqueue, hops, kube, metrics, recorder
 from operator_app.approved import ApprovalWork
 from operator_app.cache import (
     HelmReleaseInformer,
@@ -131,8 +132,9 @@ def run_operator(api, *, lease_namespace: str | None = None, identity: str | Non
     metrics.PENDING_REQUESTS.source = pending_counts  # headwind_updates_pending*, from the mirror
     metrics.serve(settings.HEADWIND.operator_metrics_port)
     elector = replica.elect("headwind-operator", lease_namespace, identity)
+    pushes = TagBookWriter()  # off the consumer's path (headwind_site/tagbook_writer.py)
     engine = Engine(replica.cache, dispatcher or ClusterDispatcher(api),
-                    released=tagbook.released)
+                    released=pushes.released)
     UpdateRequestMirror(api, replica.stop).start()
     approvals = ApprovalWork(api, queue_update)
     LeaderLoop("approvals", settings.HEADWIND.expiry_interval,
@@ -146,14 +148,16 @@ def run_operator(api, *, lease_namespace: str | None = None, identity: str | Non
     def handle(event) -> None:
         checked = verifier.check(event)
         if checked is not None:
+            hops.mark("verified")
             engine.handle(checked)
-            tagbook.record_push(checked.repository, checked.tag, checked.digest,
-                                source=str(checked.source))
+            pushes.record_push(checked.repository, checked.tag, checked.digest,
+                               source=str(checked.source))
 
     Inventory(replica.cache, replica.stop, replica.may_act, offer=handle).start()
 
     eventqueue.consume(eventqueue.connect(), handle, replica.stop, may_run=replica.may_act,
                        consumer=elector.identity)
+    pushes.close()
     elector.join(timeout=10)
     log.info("operator stopped")
 

@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from . import attribution, metrics, notify, proposals, recorder
+from . import attribution, hops, metrics, notify, proposals, recorder
 from .core import rollout
 from .core.policy import (
     DEFAULT_ROLLOUT_TIMEOUT_SECONDS,
@@ -273,6 +273,7 @@ def apply_update(api, command: UpdateCommand, *, now: datetime | None = None) ->
                 raise
             return _failed(api, command, live.obj,
                            f"the API server refused the patch: {exc.message}")
+        hops.mark("patched")  # the update's last hop stamp (operator_app/hops.py)
         _write_target_state(api, command, live, now)
         return _applied(api, command, live, now)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from . import notify, proposals
+from . import hops, notify, proposals
 from .apply import UpdateCommand
 from .engine import UpdatePlan
 from .workloads import KINDS
@@ -46,7 +46,7 @@ class ClusterDispatcher:
             kind=plan.workload.kind, namespace=plan.workload.namespace, name=plan.workload.name,
             container=plan.container, new_image=plan.new_image,
             expected_image=plan.current_image,
-        ))
+        ), hops=hops.stamped("decided"))
         _notify(notify.Event.UPDATE_DETECTED, plan)
 
 

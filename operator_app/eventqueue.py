@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import redis
 
-from . import metrics
+from . import hops, metrics
 from .core.events import EventSource, ImagePushEvent
 
 log = logging.getLogger(__name__)
@@ -32,12 +32,37 @@ def connect(url: str | None = None) -> redis.Redis:
                                 socket_connect_timeout=5, health_check_interval=30)
 
 
+_shared: dict[str, redis.Redis] = {}
+_shared_lock = threading.Lock()
+
+
+def shared(url: str | None = None) -> redis.Redis:
+    """One client (and so one connection pool) per URL for the whole process: the webhook view
+    publishes on a connection it already has instead of opening one per delivery."""
+    from django.conf import settings
+
+    url = url or settings.REDIS_URL
+    client = _shared.get(url)
+    if client is None:
+        with _shared_lock:
+            client = _shared.get(url)
+            if client is None:
+                client = _shared[url] = connect(url)
+    return client
+
+
 def publish(client: redis.Redis, events: list[ImagePushEvent],
-            stream: str = STREAM) -> list[str]:
-    """Append events atomically (one MULTI) so a delivery is queued whole or not at all."""
+            stream: str = STREAM, *, received: float | None = None) -> list[str]:
+    """Append events atomically (one MULTI) so a delivery is queued whole or not at all.
+
+    ``received`` (``time.time()`` when the delivery arrived) rides along for the update's hop
+    timing (operator_app/hops.py)."""
     pipe = client.pipeline(transaction=True)
     for event in events:
-        pipe.xadd(stream, _encode(event), maxlen=MAX_LENGTH, approximate=True)
+        fields = _encode(event)
+        if received is not None:
+            fields[hops.RECEIVED_FIELD] = repr(received)
+        pipe.xadd(stream, fields, maxlen=MAX_LENGTH, approximate=True)
     return [entry.decode() if isinstance(entry, bytes) else entry for entry in pipe.execute()]
 
 
@@ -157,7 +182,11 @@ class _Consumer:
             self._ack(entry_id)
             return
         try:
-            self.handle(_decode(fields, entry_id))
+            # Inside the try: an entry that cannot be decoded is one bad event, retried and
+            # then dropped like any other, never the end of the consumer.
+            event = _decode(fields, entry_id)
+            hops.from_entry(fields, event.received_at)
+            self.handle(event)
         except RetryLater as exc:
             if exc.delay is not None:
                 log.info("event %s: %s; trying again in %.1fs", entry_id, exc, exc.delay)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
 
 from celery import shared_task
 from celery.exceptions import Reject
 from celery.signals import worker_init
 from django.conf import settings
 
-from . import apply, kube, metrics
+from . import apply, hops, kube, metrics
+from .hops import HEADER as HOPS_HEADER
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +73,16 @@ def apply_update_task(self, command: dict, transient_attempt: int = 0) -> dict:
     ``transient_attempt`` is internal bookkeeping for that count.
     """
     update = apply.UpdateCommand.from_message(command)
+    # Only a first run is timed: a retry's wait (deferral, backoff) is not a hop of the path.
+    hops.begin(self.request.get(hops.HEADER) if not self.request.retries else None,
+               started=time.time())
     api = None
+    healthy = False
     try:
-        api = kube.api_client()
+        api = _thread_api()
         result = apply.apply_update(api, update)
+        healthy = True
+        hops.end(f"{update.label} → {update.new_image}")
     except (kube.KubeError, apply.WorkloadContention, apply.StatusContention) as exc:
         if not apply.is_transient(exc):
             raise
@@ -93,8 +102,8 @@ def apply_update_task(self, command: dict, transient_attempt: int = 0) -> dict:
             countdown=countdown, exc=exc, retry_policy=PATIENT_PUBLISH,
         ) from None
     finally:
-        if api is not None:
-            api.close()
+        if api is not None and not healthy:
+            _forget_api(api)  # its connection may be what failed: the next task starts afresh
     if result.outcome == "deferred":
         raise _retry(
             self,
@@ -105,9 +114,43 @@ def apply_update_task(self, command: dict, transient_attempt: int = 0) -> dict:
     return {"outcome": result.outcome, "message": result.message}
 
 
-def queue_update(update: apply.UpdateCommand) -> None:
-    """Hand ``update`` to a worker (raises the broker's error when it cannot be queued)."""
-    apply_update_task.delay(command=update.to_message())
+#: A worker thread keeps its API client (its kubeconfig, its TLS connection) this long: a new
+#: client per task cost a kubeconfig read and a TLS handshake on every update, about half of
+#: the task's time to its patch (bench/latency.py).
+API_CLIENT_MAX_AGE_SECONDS = 300.0
+_threads = threading.local()
+
+
+def _thread_api():
+    """This worker thread's API client, made again after ``API_CLIENT_MAX_AGE_SECONDS`` (so
+    rotated credentials are read) or after a failure (:func:`_forget_api`)."""
+    cached = getattr(_threads, "api", None)
+    if cached is not None:
+        api, made = cached
+        if time.monotonic() - made < API_CLIENT_MAX_AGE_SECONDS:
+            return api
+        _forget_api(api)
+    api = kube.api_client()
+    _threads.api = (api, time.monotonic())
+    return api
+
+
+def _forget_api(api) -> None:
+    if getattr(_threads, "api", (None,))[0] is api:
+        _threads.api = None
+    api.close()
+
+
+def queue_update(update: apply.UpdateCommand, *, hops: dict[str, float] | None = None) -> None:
+    """Hand ``update`` to a worker (raises the broker's error when it cannot be queued).
+
+    ``hops``, the stamps of a webhook-driven update (operator_app/hops.py), travel in a message
+    header: a worker that does not read them still runs the task."""
+    if hops:
+        apply_update_task.apply_async(kwargs={"command": update.to_message()},
+                                      headers={HOPS_HEADER: hops})
+    else:
+        apply_update_task.delay(command=update.to_message())
 
 
 @worker_init.connect

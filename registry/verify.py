@@ -19,12 +19,20 @@ bearer-token flow hands anonymous tokens for public repositories). The rules:
   verification off for such registries).
 
 Retries go through the event stream (``RetryLater``): a crash meanwhile loses nothing.
+
+Speed (bench/latency.py): registry clients are kept per host and credential set, so a HEAD
+reuses a kept-alive connection and the auth scheme already learnt; and a re-delivery of a push
+whose tag was confirmed at that very digest in the last ``CONFIRMED_SECONDS`` is not asked
+again (only a tag's latest confirmed digest counts: a replayed older push is still asked about,
+and refused).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import replace
 
 from django.conf import settings
@@ -40,6 +48,7 @@ from .client import (
     RegistryNotFound,
     RegistryRateLimited,
     RegistryServerError,
+    credential_identity,
 )
 from .credentials import CredentialStore
 from .metrics import VERIFICATIONS
@@ -52,10 +61,58 @@ def _retry_delay(age: float) -> float:
     return min(max(age, 0.5), 15.0)
 
 
+#: How long a confirmed (repository, tag) → digest answers a re-delivery of the same push
+#: without asking the registry again (registries deliver one push more than once).
+CONFIRMED_SECONDS = 300.0
+#: Registry clients kept between events (per host and credential set): their connections and
+#: the auth scheme they learnt are reused, instead of a new connection and a 401 per HEAD.
+MAX_CLIENTS = 64
+MAX_CONFIRMED = 10_000
+
+
 class WebhookVerifier:
     def __init__(self, cache: WorkloadCache, credentials: CredentialStore) -> None:
         self.cache = cache
         self.credentials = credentials
+        self._lock = threading.Lock()
+        self._clients: OrderedDict[tuple[str, str], RegistryClient] = OrderedDict()
+        #: (repository, tag) -> (digest, monotonic time confirmed): only the last digest of a
+        #: tag counts, so a replay of an older push is still asked about (and refused).
+        self._confirmed: OrderedDict[tuple[str, str], tuple[str, float]] = OrderedDict()
+
+    def _client(self, host: str, credentials) -> RegistryClient:
+        key = (host, credential_identity(credentials))
+        with self._lock:
+            client = self._clients.get(key)
+            if client is not None:
+                self._clients.move_to_end(key)
+                return client
+            client = self._clients[key] = RegistryClient(host, credentials=credentials)
+            while len(self._clients) > MAX_CLIENTS:
+                _key, old = self._clients.popitem(last=False)
+                old.close()
+            return client
+
+    def _drop_client(self, host: str, credentials) -> None:
+        with self._lock:
+            client = self._clients.pop((host, credential_identity(credentials)), None)
+        if client is not None:
+            client.close()
+
+    def _already_confirmed(self, event: ImagePushEvent) -> bool:
+        if not event.digest:
+            return False
+        with self._lock:
+            found = self._confirmed.get((event.repository, event.tag))
+        return (found is not None and found[0] == event.digest
+                and time.monotonic() - found[1] < CONFIRMED_SECONDS)
+
+    def _remember(self, event: ImagePushEvent, digest: str) -> None:
+        with self._lock:
+            self._confirmed[(event.repository, event.tag)] = (digest, time.monotonic())
+            self._confirmed.move_to_end((event.repository, event.tag))
+            while len(self._confirmed) > MAX_CONFIRMED:
+                self._confirmed.popitem(last=False)
 
     def check(self, event: ImagePushEvent) -> ImagePushEvent | None:
         """The event to act on (with the registry's digest), or None to drop it; raises
@@ -66,6 +123,9 @@ class WebhookVerifier:
         if not matches:
             return event  # nothing would move; no reason to call the registry
         host, _, path = event.repository.partition("/")
+        if self._already_confirmed(event):
+            VERIFICATIONS.labels(host, "verified").inc()
+            return event
         candidates: list = []
         for workload, _container in matches:
             for found in self.credentials.for_workload(workload, event.repository):
@@ -75,29 +135,30 @@ class WebhookVerifier:
 
         outcomes: list[str] = []
         for credentials in candidates:
-            client = RegistryClient(host, credentials=credentials)
+            client = self._client(host, credentials)
             try:
                 digest = client.head_digest(path, event.tag)
             except RegistryNotFound:
                 outcomes.append("missing")
                 continue  # another credential may see a repository this one cannot
             except (RegistryServerError, RegistryRateLimited) as exc:
+                self._drop_client(host, credentials)
                 return self._unreachable(event, host, exc)
             except RegistryAuthError:
                 outcomes.append("refused")
                 continue
             except RegistryError as exc:
                 log.warning("verifying %s:%s: %s", event.repository, event.tag, exc)
+                self._drop_client(host, credentials)
                 outcomes.append("error")
                 continue
-            finally:
-                client.close()
             if event.digest and digest != event.digest:
                 VERIFICATIONS.labels(host, "mismatch").inc()
                 log.warning("webhook claims %s:%s is %s, the registry says %s; ignored",
                             event.repository, event.tag, event.digest, digest)
                 return None
             VERIFICATIONS.labels(host, "verified").inc()
+            self._remember(event, digest)
             return replace(event, digest=digest)
 
         if "missing" in outcomes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import redis
 from django.conf import settings
@@ -50,6 +51,7 @@ def _host_map() -> HostMap:
 
 @csrf_exempt
 def receive(request, source: str, token: str | None = None) -> HttpResponse:
+    received = time.time()  # the update's first hop stamp (operator_app/hops.py)
     if source not in PARSERS:
         return JsonResponse({"error": f"unknown webhook source {source!r}"}, status=404)
     if request.method == "OPTIONS":
@@ -88,7 +90,7 @@ def receive(request, source: str, token: str | None = None) -> HttpResponse:
         WEBHOOK_EVENTS.labels(source, "ignored").inc()
         return JsonResponse({"accepted": 0, "ignored": result.ignored}, status=202)
     try:
-        eventqueue.publish(eventqueue.connect(), result.events)
+        eventqueue.publish(eventqueue.shared(), result.events, received=received)
     except redis.RedisError as exc:
         log.error("webhook %s: event queue unavailable: %s", source, exc.__class__.__name__)
         return JsonResponse({"error": "event queue unavailable; retry later"}, status=503)
