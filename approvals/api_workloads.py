@@ -13,7 +13,7 @@ from .api import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, ApiError, _body, _positive_in
 from .models import Workload
 from .permissions import Actor, resource_of, subject_access_review
 from .rollbacks import WorkloadState
-from .workload_selectors import filter_workloads
+from .workload_selectors import count_open_requests, filter_workloads
 
 
 def _time(value) -> str | None:
@@ -108,8 +108,8 @@ def list_workloads(request, actor: Actor):
     rows = filter_workloads(params, strict=True)
     total = rows.count()
     start = (page - 1) * page_size
-    items = [inventory_row(row) for row in rows[start:start + page_size]] if start < total \
-        else []
+    items = [inventory_row(row) for row in count_open_requests(rows[start:start + page_size])] \
+        if start < total else []
     return JsonResponse({"total": total, "page": page, "page_size": page_size, "items": items})
 
 

@@ -10,15 +10,16 @@ Workloads page and ``GET /api/v1/workloads``.
 ``sort``       one of :data:`SORTS`; a leading ``-`` reverses; default ``namespace``
 =============  ==================================================================================
 
-Each row carries ``open_requests``: its Pending and Approved UpdateRequests.
+``count_open_requests(rows)`` gives the rows of one page ``open_requests``: their Pending and
+Approved UpdateRequests, counted in one query for the page (a per-row subquery in the listing
+was evaluated for every row before an OFFSET: seconds for a deep page of 10,000).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
-from django.db.models import Count, IntegerField, OuterRef, Q, QuerySet, Subquery, Value
-from django.db.models.functions import Coalesce
+from django.db.models import Count, Q, QuerySet
 
 from .models import Phase, UpdateRequest, Workload
 from .selectors import KINDS, MAX_VALUE, InvalidFilter, _canonical, _values, sort_columns
@@ -35,14 +36,23 @@ DEFAULT_SORT = "namespace"
 BEHIND = ("policy", "any")
 
 
-def open_requests() -> Subquery:
-    """Pending and Approved requests of the same workload container."""
-    rows = (UpdateRequest.objects.filter(
-        target_kind=OuterRef("kind"), namespace=OuterRef("namespace"),
-        target_name=OuterRef("name"), container=OuterRef("container"),
-        phase__in=[Phase.PENDING, Phase.APPROVED])
-        .order_by().values("container").annotate(n=Count("id")).values("n"))
-    return Subquery(rows, output_field=IntegerField())
+def count_open_requests(rows: Iterable[Workload]) -> list[Workload]:
+    """Set ``open_requests`` on ``rows`` (a page): Pending and Approved requests of the same
+    workload container. One query, whatever the page size."""
+    rows = list(rows)
+    if not rows:
+        return rows
+    # A superset by each column (a flat query, whatever the page size), narrowed below.
+    counts = {
+        (c["target_kind"], c["namespace"], c["target_name"], c["container"]): c["n"]
+        for c in UpdateRequest.objects.filter(
+            target_kind__in={r.kind for r in rows}, namespace__in={r.namespace for r in rows},
+            target_name__in={r.name for r in rows}, phase__in=[Phase.PENDING, Phase.APPROVED])
+        .order_by().values("target_kind", "namespace", "target_name", "container")
+        .annotate(n=Count("id"))}
+    for row in rows:
+        row.open_requests = counts.get((row.kind, row.namespace, row.name, row.container), 0)
+    return rows
 
 
 def filter_workloads(params: Mapping[str, str] | None = None, *,
@@ -76,5 +86,4 @@ def filter_workloads(params: Mapping[str, str] | None = None, *,
                                | Q(current__icontains=text))
     sort = params.get("sort") if isinstance(params.get("sort"), str) else ""
     columns = sort_columns(sort, SORTS, DEFAULT_SORT, strict)
-    return rows.annotate(open_requests=Coalesce(open_requests(), Value(0))).order_by(
-        *columns, "id")
+    return rows.order_by(*columns, "id")

@@ -23,7 +23,7 @@ from .models import UpdateRequest, Workload
 from .permissions import Actor, can_approve
 from .selectors import KINDS
 from .views import POLICIES, login_required
-from .workload_selectors import filter_workloads
+from .workload_selectors import count_open_requests, filter_workloads
 
 PAGE_SIZE = 25
 FILTERS = ("namespace", "kind", "policy", "behind", "q", "sort")
@@ -40,7 +40,7 @@ def workloads(request: HttpRequest) -> HttpResponse:
     """Every managed container and chart, from the inventory mirror (never the cluster)."""
     params = request.GET
     page = Paginator(filter_workloads(params), PAGE_SIZE).get_page(params.get("page"))
-    context = {"page": page, "rows": page.object_list,
+    context = {"page": page, "rows": count_open_requests(page.object_list),
                "filters": {key: params.get(key, "") for key in FILTERS},
                "filtered": any(params.get(key) for key in FILTERS if key != "sort"),
                "total": Workload.objects.count()}
