@@ -194,12 +194,15 @@ def main() -> None:
             if report.errors:
                 print("errors:", *report.errors[:5], sep="\n  ")
             clock_now[0] += 301  # everything is due again
+        radar = radar_cost(cache)
+        for label, value in radar.items():
+            print(f"{label}: {value}")
     finally:
         poller.close()
         api.close()
     from _results import bars, save  # bench/_results.py: figures for make bench
 
-    save("poll", {"workloads": args.workloads, "repositories": args.repositories,
+    save("poll", {"workloads": args.workloads, "repositories": args.repositories, **radar,
                   **{f"{cycle} {kind}": value for cycle, row in cycles.items()
                      for kind, value in row.items()}},
          [bars(f"Requests per poll cycle ({args.workloads:,} workloads, "
@@ -208,6 +211,35 @@ def main() -> None:
                 for cycle, row in cycles.items()}, "requests"),
           bars("Seconds per cycle", {cycle: row["seconds"] for cycle, row in cycles.items()},
                "s")])
+
+
+def radar_cost(cache: WorkloadCache) -> dict:
+    """What the update radar adds to polling: it reads the tag book the cycles above filled, so
+    a pass over every workload must make no registry request (every HTTP request this process
+    sends is counted while it runs)."""
+    import requests.adapters
+
+    from headwind_site.inventory import Inventory
+    from registry.models import SeenTag
+
+    sent = [0]
+    send = requests.adapters.HTTPAdapter.send
+
+    def counting(self, *args, **kwargs):
+        sent[0] += 1
+        return send(self, *args, **kwargs)
+
+    inventory = Inventory(cache, threading.Event(), lambda: True, lambda event: None)
+    inventory.reconcile()
+    requests.adapters.HTTPAdapter.send = counting
+    try:
+        started = time.perf_counter()
+        surveyed = inventory.radar_pass()
+        seconds = time.perf_counter() - started
+    finally:
+        requests.adapters.HTTPAdapter.send = send
+    return {"radar: slots surveyed": surveyed, "radar: seconds per pass": round(seconds, 3),
+            "radar: HTTP requests": sent[0], "tag book: tags recorded": SeenTag.objects.count()}
 
 
 if __name__ == "__main__":
