@@ -251,7 +251,9 @@ def test_a_chart_update_approved_in_the_dashboard(kube_api, namespace, helm, cha
     assert done.status_code == 200, done.content
     eventually(lambda: release_version(kube_api, namespace, "web") == "6.6.0", 30,
                "the approved chart version written")
-    assert ur.phase_of(ur.get(kube_api, namespace, name)) in ur.APPLIED_PHASES
+    # The worker writes the version, then the request's outcome: a second write, a moment later.
+    eventually(lambda: ur.phase_of(ur.get(kube_api, namespace, name)) in ur.APPLIED_PHASES, 30,
+               lambda: f"the request applied: {ur.phase_of(ur.get(kube_api, namespace, name))}")
     api = browser.get(f"/api/v1/updates/{namespace}/{name}").json()
     assert api["chart"]["newVersion"] == "6.6.0" and api["target"]["kind"] == "HelmRelease"
 
