@@ -160,7 +160,9 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=300)
     parser.add_argument("--web", default="",
                         help="the web command to measure instead of the shipped one "
-                             "('python -m daphne -p {port} headwind_site.asgi:application')")
+                             "('python -m daphne -p {port} headwind_site.asgi:application'; "
+                             "headwind_site.asgi:django_asgi_app is Django's handler without "
+                             "the webhook short path)")
     parser.add_argument("--label", default="", help="name of this setup in the results")
     parser.add_argument("--no-save", action="store_true", help="print only (comparisons)")
     args = parser.parse_args()

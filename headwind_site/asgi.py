@@ -1,4 +1,5 @@
-"""ASGI entry point: plain HTTP through Django, WebSockets through Channels."""
+"""ASGI entry point: registry deliveries on a short path (registry/asgi.py), other HTTP through
+Django, WebSockets through Channels."""
 
 import os
 
@@ -11,10 +12,11 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "headwind_site.settings")
 django_asgi_app = get_asgi_application()  # sets Django up before the routes import models
 
 from approvals.routing import websocket_urlpatterns  # noqa: E402
+from registry.asgi import WebhookFastPath  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": WebhookFastPath(django_asgi_app),
         "websocket": AllowedHostsOriginValidator(
             AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
         ),

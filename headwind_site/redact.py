@@ -2,9 +2,9 @@
 
 Two places carry webhook tokens in a URL: the last path segment (``/webhook/<source>/<token>``,
 for Docker Hub and Quay, which cannot send headers) and the query string (``?token=…``, for
-Azure Event Grid and others). Both are logged by Django (4xx/5xx lines) and by daphne's access
-log, so every logged path has its webhook token replaced by ``***`` and the value of every query
-parameter replaced by ``***`` (the names stay, for debugging).
+Azure Event Grid and others). Both are logged by Django (4xx/5xx lines) and by the web server's
+access log, so every logged path has its webhook token replaced by ``***`` and the value of every
+query parameter replaced by ``***`` (the names stay, for debugging).
 """
 
 from __future__ import annotations

@@ -88,7 +88,7 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 INSTALLED_APPS = [
     # daphne's app only makes `manage.py runserver` serve ASGI (WebSockets), for development;
     # it imports Twisted (about 25 MB) into every process that sets Django up. The web process
-    # runs daphne itself (headwind_site.web), the worker and the operator never need it.
+    # runs uvicorn (headwind_site.web), the worker and the operator never need it.
     *(["daphne"] if DEV_MODE else []),
     "django.contrib.admin",
     "django.contrib.auth",

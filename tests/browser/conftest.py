@@ -1,9 +1,10 @@
-"""Browser tests: Debian's Chromium, driven by Playwright, against Headwind served by daphne.
+"""Browser tests: Debian's Chromium, driven by Playwright, against Headwind's web process
+(``python -m headwind_site.web``, uvicorn).
 
-What is real: Chromium (``/usr/bin/chromium``, never a downloaded browser), daphne serving
-``headwind_site.asgi`` (HTTP and WebSockets) on the test database, the testbed's kube-apiserver
-and Redis (Channels layer and Celery broker), a real Celery worker, and the UpdateRequest mirror
-watching the cluster. Nothing is mocked.
+What is real: Chromium (``/usr/bin/chromium``, never a downloaded browser), the shipped web
+process serving ``headwind_site.asgi`` (HTTP and WebSockets) on the test database, the testbed's
+kube-apiserver and Redis (Channels layer and Celery broker), a real Celery worker, and the
+UpdateRequest mirror watching the cluster. Nothing is mocked.
 """
 
 from __future__ import annotations
@@ -31,34 +32,33 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 
 @pytest.fixture(scope="session")
 def asgi_server(testbed, django_db_setup, tmp_path_factory) -> Iterator[str]:
-    """daphne on a free port, on the test database and the testbed; yields its base URL."""
+    """The web process on a free port, on the test database and the testbed; yields its base URL."""
     from django.conf import settings
 
     port = cluster.free_port()
-    log_path = tmp_path_factory.mktemp("daphne") / "daphne.log"
+    log_path = tmp_path_factory.mktemp("web") / "web.log"
     env = dict(os.environ, DJANGO_SETTINGS_MODULE="tests.settings",
                HEADWIND_TEST_DB=settings.DATABASES["default"]["NAME"],
                PYTHONPATH=str(REPO_ROOT), **testbed.env())
     env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)  # the server keeps Django's guard
     with open(log_path, "wb") as log:
         server = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
-             "headwind_site.asgi:application"],
+            [sys.executable, "-m", "headwind_site.web", "-b", "127.0.0.1", "-p", str(port)],
             cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
         )
     base = f"http://127.0.0.1:{port}"
 
     def healthy() -> bool:
         if server.poll() is not None:
-            pytest.fail(f"daphne exited:\n{cluster.log_tail(log_path, 40)}")
+            pytest.fail(f"the web exited:\n{cluster.log_tail(log_path, 40)}")
         return requests.get(f"{base}/healthz", timeout=2).status_code == 200
 
     try:
-        eventually(healthy, 60, "daphne answering /healthz", interval=0.2,
+        eventually(healthy, 60, "the web answering /healthz", interval=0.2,
                    retry_on=(requests.ConnectionError,))
     except AssertionError as exc:
         server.kill()
-        pytest.fail(f"daphne did not start ({exc}):\n{cluster.log_tail(log_path, 40)}")
+        pytest.fail(f"the web did not start ({exc}):\n{cluster.log_tail(log_path, 40)}")
     server.log_path = log_path
     yield base
     stop_processes(server)

@@ -503,7 +503,7 @@ def check_workloads(docs: list[dict], *, sa_name: str, config_name: str,
                                             {"secretRef": {"name": secret_name}}]
     web, worker, operator = (deployments[k] for k in ("web", "worker", "operator"))
     (web_container,) = web["spec"]["template"]["spec"]["containers"]
-    # daphne, through the launcher that redacts webhook tokens
+    # the web launcher (uvicorn, its access log through the filter that redacts webhook tokens)
     assert web_container["command"][:3] == ["python", "-m", "headwind_site.web"]
     assert {"name": "http", "containerPort": 8000, "protocol": "TCP"} in web_container["ports"]
     assert web_container["livenessProbe"]["httpGet"]["path"] == "/healthz"

@@ -266,7 +266,6 @@ def test_a_query_string_token_is_accepted_and_never_logged(monkeypatch, redis_ur
     import logging
 
     from headwind_site.redact import RedactWebhookTokens, redact
-    from headwind_site.web import RedactingAccessLog
 
     settings.REDIS_URL = redis_url
     secret = "query-token-" + "x" * 20
@@ -288,10 +287,7 @@ def test_a_query_string_token_is_accepted_and_never_logged(monkeypatch, redis_ur
     finally:
         logging.getLogger("django.request").removeHandler(handler)
     assert "/webhook/generic" in stream.getvalue() and secret not in stream.getvalue()
-    access = io.StringIO()  # daphne's access log writes the whole path, query string included
-    RedactingAccessLog(access).write_entry("127.0.0.1", __import__("datetime").datetime.now(),
-                                           f"POST /webhook/generic?token={secret}&x=1", 202, 10)
-    assert "token=***" in access.getvalue() and secret not in access.getvalue()
+    # The web server's access log line (test_web_server.py reads the real one).
     assert secret not in redact(f'"POST /webhook/generic?token={secret}&x=1 HTTP/1.1" 202')
 
 

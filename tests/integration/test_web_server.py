@@ -1,0 +1,167 @@
+"""The shipped web process (``python -m headwind_site.web``: uvicorn serving headwind_site.asgi)
+with registry deliveries on their short ASGI path (registry/asgi.py).
+
+Everything goes over real HTTP to the real server, on the testbed's Redis: deliveries are queued
+(found in the stream), refused ones get the view's 4xx, what the short path does not take (other
+methods, a refused ``Host``) gets Django's answer, nothing gets a 5xx, and the access log carries
+no webhook token.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import redis
+import requests
+
+from tests.testbed import cluster
+from tests.testbed.fixtures import stop_processes
+from tests.waiting import eventually
+
+pytestmark = [pytest.mark.testbed]
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+STREAM = "headwind:image-events"  # operator_app/eventqueue.py
+TOKEN = "path-and-query-token-0123456789"
+REDIS_DB = 9  # the server's own: no operator of another test reads this stream
+
+
+def _body(tag: str) -> bytes:
+    return json.dumps({"image": "reg.example/team/app", "tag": tag}).encode()
+
+
+@pytest.fixture(scope="module")
+def web(testbed, tmp_path_factory):
+    """The web process as deploy/manifests/web.yaml runs it; yields (base URL, log, Redis)."""
+    port = cluster.free_port()
+    log_path = tmp_path_factory.mktemp("web") / "web.log"
+    redis_url = testbed.env()["REDIS_URL"].rsplit("/", 1)[0] + f"/{REDIS_DB}"
+    env = {**os.environ, **testbed.env()}
+    env.update(DJANGO_SETTINGS_MODULE="tests.settings", PYTHONPATH=str(REPO_ROOT),
+               REDIS_URL=redis_url, LOG_LEVEL="INFO",
+               ALLOWED_HOSTS=f"localhost,127.0.0.1,127.0.0.1:{port}",
+               HEADWIND_WEBHOOK_GENERIC_TOKEN=TOKEN, HEADWIND_WEBHOOK_QUAY_TOKEN=TOKEN)
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    env.pop("HEADWIND_WEBHOOK_ALLOW_UNAUTHENTICATED", None)
+    with open(log_path, "wb") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "headwind_site.web", "-b", "127.0.0.1", "-p", str(port)],
+            cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        if server.poll() is not None:
+            pytest.fail(f"web exited:\n{cluster.log_tail(log_path, 40)}")
+        return requests.get(f"{base}/healthz", timeout=2).status_code == 200
+
+    eventually(ready, 60, "the web answering /healthz", interval=0.1,
+               retry_on=(requests.ConnectionError,))
+    stream = redis.Redis.from_url(redis_url)
+    stream.delete(STREAM)
+    yield base, log_path, stream
+    stop_processes(server)
+    stream.delete(STREAM)
+
+
+def _queued_tags(stream: redis.Redis) -> list[str]:
+    return [fields[b"tag"].decode() for _, fields in stream.xrange(STREAM)]
+
+
+def test_deliveries_are_queued_and_their_tokens_never_logged(web):
+    base, log_path, stream = web
+    by_query = requests.post(f"{base}/webhook/generic?token={TOKEN}", data=_body("1.0.1"),
+                             headers={"Content-Type": "application/json"}, timeout=10)
+    by_header = requests.post(f"{base}/webhook/generic", data=_body("1.0.2"), timeout=10,
+                              headers={"Content-Type": "application/json",
+                                       "Authorization": f"Bearer {TOKEN}"})
+    assert (by_query.status_code, by_header.status_code) == (202, 202), by_query.text
+    assert by_query.json()["events"] == [{"repository": "reg.example/team/app", "tag": "1.0.1"}]
+    assert by_query.headers["X-Content-Type-Options"] == "nosniff"
+    assert {"1.0.1", "1.0.2"} <= set(_queued_tags(stream))
+    # Quay's token is the last path segment; a broken body is refused after it was checked.
+    quay = requests.post(f"{base}/webhook/quay/{TOKEN}", data=b"{broken", timeout=10,
+                         headers={"Content-Type": "application/json"})
+    assert quay.status_code == 400
+
+    def logged() -> str:
+        text = log_path.read_text()
+        return text if "/webhook/quay/***" in text and "token=***" in text else ""
+
+    text = eventually(logged, 10, "the access log lines of the deliveries")
+    assert TOKEN not in text
+    assert '"POST /webhook/generic?token=*** HTTP/1.1" 202' in text
+
+
+@pytest.mark.parametrize("case", ["wrong token", "no token", "unknown source", "bad type",
+                                  "too large", "too large, chunked", "not JSON",
+                                  "bad length"])
+def test_refused_deliveries_get_a_4xx_and_queue_nothing(web, case):
+    base, _log, stream = web
+    before = stream.xlen(STREAM)
+    url, headers = f"{base}/webhook/generic", {"Content-Type": "application/json",
+                                                "Authorization": f"Bearer {TOKEN}"}
+    data: object = _body("9.9.9")
+    expected = {"wrong token": 403, "no token": 401, "unknown source": 404, "bad type": 415,
+                "too large": 413, "too large, chunked": 413, "not JSON": 400,
+                "bad length": 400}[case]
+    if case == "wrong token":
+        headers["Authorization"] = "Bearer nope"
+    elif case == "no token":
+        del headers["Authorization"]
+    elif case == "unknown source":
+        url = f"{base}/webhook/nosuchregistry"
+    elif case == "bad type":
+        headers["Content-Type"] = "application/xml"
+    elif case == "too large":
+        data = b"x" * (2 * 1024 * 1024 + 10)
+    elif case == "too large, chunked":
+        data = (b"x" * 65536 for _ in range(40))  # no Content-Length: read up to the limit
+    elif case == "not JSON":
+        data = b"<xml/>"
+    else:
+        return _bad_content_length(base, stream, before)
+    response = requests.post(url, data=data, headers=headers, timeout=30)
+    assert response.status_code == expected, (case, response.status_code, response.text)
+    assert "error" in response.json()
+    assert stream.xlen(STREAM) == before
+    return None
+
+
+def _bad_content_length(base: str, stream: redis.Redis, before: int) -> None:
+    """A Content-Length the server cannot believe: a 4xx from someone, never a 5xx."""
+    import socket
+
+    port = int(base.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"POST /webhook/generic HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     b"Content-Length: -5\r\nAuthorization: Bearer " + TOKEN.encode()
+                     + b"\r\n\r\n")
+        status_line = sock.recv(4096).split(b"\r\n", 1)[0]
+    status = int(status_line.split()[1])
+    assert 400 <= status < 500, status_line
+    assert stream.xlen(STREAM) == before
+
+
+def test_what_the_short_path_does_not_take_gets_djangos_answer(web):
+    base, _log, stream = web
+    before = stream.xlen(STREAM)
+    get = requests.get(f"{base}/webhook/generic", timeout=10)
+    assert get.status_code == 405 and "POST" in get.headers["Allow"]
+    options = requests.options(f"{base}/webhook/acr", timeout=10,
+                               headers={"WebHook-Request-Origin": "eventgrid.azure.net"})
+    assert options.status_code == 200
+    assert options.headers["WebHook-Allowed-Origin"] == "eventgrid.azure.net"
+    refused_host = requests.post(f"{base}/webhook/generic", data=_body("8.8.8"), timeout=10,
+                                 headers={"Host": "evil.example",
+                                          "Content-Type": "application/json",
+                                          "Authorization": f"Bearer {TOKEN}"})
+    assert refused_host.status_code == 400  # Django's DisallowedHost
+    assert stream.xlen(STREAM) == before
+    # Pages still come through Django and its middleware.
+    login = requests.get(f"{base}/admin/login/", timeout=10)
+    assert login.status_code == 200 and "Content-Security-Policy" in login.headers
