@@ -156,7 +156,7 @@ def run_operator(api, *, lease_namespace: str | None = None, identity: str | Non
     Inventory(replica.cache, replica.stop, replica.may_act, offer=handle).start()
 
     eventqueue.consume(eventqueue.connect(), handle, replica.stop, may_run=replica.may_act,
-                       consumer=elector.identity)
+                       consumer=elector.identity, prepare=verifier.prefetch)
     pushes.close()
     elector.join(timeout=10)
     log.info("operator stopped")

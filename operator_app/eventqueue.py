@@ -114,9 +114,11 @@ class _Consumer:
     """One leader's reading of the stream; see :func:`consume`."""
 
     def __init__(self, client: redis.Redis, handle: Callable[[ImagePushEvent], object],
-                 stream: str, consumer: str, claim_idle_ms: int) -> None:
+                 stream: str, consumer: str, claim_idle_ms: int,
+                 prepare: Callable[[list[ImagePushEvent]], object] | None = None) -> None:
         self.client = client
         self.handle = handle
+        self.prepare = prepare
         self.stream = stream
         self.consumer = consumer
         self.claim_idle_ms = claim_idle_ms
@@ -162,10 +164,27 @@ class _Consumer:
             batches = self.client.xreadgroup(GROUP, self.consumer, {self.stream: ">"},
                                              count=100, block=wait) or []
             entries = [entry for _stream, found in batches for entry in found]
+        if self.prepare is not None and len(entries) > 1:
+            self._prepare(entries)
         for entry_id, fields in entries:
             if not may_run():  # leadership lost mid-batch: leave the rest pending
                 return
             self._run(_id(entry_id), fields)
+
+    def _prepare(self, entries: list) -> None:
+        """Let the handler start slow work for a whole batch at once (webhook verification's
+        HEADs, in parallel); it only warms what ``handle`` then does one entry at a time, so a
+        failure here changes nothing but speed."""
+        events = []
+        for entry_id, fields in entries:
+            try:
+                events.append(_decode(fields, _id(entry_id)))
+            except Exception:  # noqa: BLE001, S112 - _run reports a bad entry
+                continue
+        try:
+            self.prepare(events)
+        except Exception:  # noqa: BLE001 - an optimisation only
+            log.debug("preparing a batch of %d events failed", len(events), exc_info=True)
 
     def _due(self) -> list[tuple[str, dict]]:
         now = time.monotonic()
@@ -227,8 +246,11 @@ class _Consumer:
 def consume(client: redis.Redis, handle: Callable[[ImagePushEvent], object],
             stop: threading.Event, *, may_run: Callable[[], bool] = lambda: True,
             consumer: str | None = None, block_ms: int = 1000, stream: str = STREAM,
-            claim_idle_ms: int = CLAIM_IDLE_MS) -> None:
+            claim_idle_ms: int = CLAIM_IDLE_MS,
+            prepare: Callable[[list[ImagePushEvent]], object] | None = None) -> None:
     """Feed stream entries to ``handle`` while ``may_run()`` (leadership); ack after handling.
+    ``prepare(events)``, when given, sees each batch of more than one entry first (see
+    ``_Consumer._prepare``).
 
     Redis failures never end the loop: it retries every 2 s, and when Redis comes back without
     our consumer group (a restart without persistence: every command answers NOGROUP) the group
@@ -236,7 +258,7 @@ def consume(client: redis.Redis, handle: Callable[[ImagePushEvent], object],
     (logged) after ``MAX_DELIVERIES`` attempts instead of being retried for ever.
     """
     state = _Consumer(client, handle, stream, consumer or f"{os.uname().nodename}-{os.getpid()}",
-                      claim_idle_ms)
+                      claim_idle_ms, prepare)
     while not stop.is_set():
         if not may_run():
             state.delayed.clear()  # the next leader claims them from Redis

@@ -24,7 +24,10 @@ Speed (bench/latency.py): registry clients are kept per host and credential set,
 reuses a kept-alive connection and the auth scheme already learnt; and a re-delivery of a push
 whose tag was confirmed at that very digest in the last ``CONFIRMED_SECONDS`` is not asked
 again (only a tag's latest confirmed digest counts: a replayed older push is still asked about,
-and refused).
+and refused). When the operator reads several events at once (a burst), the HEADs of the batch
+are made in parallel first (:meth:`WebhookVerifier.prefetch`): each confirms only what
+:meth:`~WebhookVerifier.check` would confirm itself, and ``check`` then finds the answer waiting
+instead of asking the registry one event after another.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 from django.conf import settings
@@ -68,6 +72,8 @@ CONFIRMED_SECONDS = 300.0
 #: the auth scheme they learnt are reused, instead of a new connection and a 401 per HEAD.
 MAX_CLIENTS = 64
 MAX_CONFIRMED = 10_000
+#: HEADs of one batch of queued events made at once (:meth:`WebhookVerifier.prefetch`).
+PREFETCH_THREADS = 4
 
 
 class WebhookVerifier:
@@ -79,6 +85,8 @@ class WebhookVerifier:
         #: (repository, tag) -> (digest, monotonic time confirmed): only the last digest of a
         #: tag counts, so a replay of an older push is still asked about (and refused).
         self._confirmed: OrderedDict[tuple[str, str], tuple[str, float]] = OrderedDict()
+        self._pool: ThreadPoolExecutor | None = None
+        self._local = threading.local()  # the prefetch threads' own registry clients
 
     def _client(self, host: str, credentials) -> RegistryClient:
         key = (host, credential_identity(credentials))
@@ -114,6 +122,54 @@ class WebhookVerifier:
             while len(self._confirmed) > MAX_CONFIRMED:
                 self._confirmed.popitem(last=False)
 
+    def _candidates(self, event: ImagePushEvent) -> list:
+        """Credentials to ask with: the matching workloads' pull secrets, then anonymous."""
+        candidates: list = []
+        for workload, _container in self.cache.matches(event.repository):
+            for found in self.credentials.for_workload(workload, event.repository):
+                if found not in candidates:
+                    candidates.append(found)
+        candidates.append(None)  # anonymous last: public repositories need no secret
+        return candidates
+
+    def prefetch(self, events: list[ImagePushEvent]) -> None:
+        """Ask the registry about a batch's pushes in parallel, remembering each one confirmed
+        at its claimed digest; :meth:`check` decides every event as before, and finds these
+        answered. Anything unexpected (another digest, an error) is left for ``check``."""
+        if not settings.HEADWIND.webhook_verify:
+            return
+        todo = {(e.repository, e.tag, e.digest): e for e in events
+                if e.source == EventSource.WEBHOOK and e.digest
+                and not self._already_confirmed(e) and self.cache.matches(e.repository)}
+        if len(todo) < 2:
+            return  # one HEAD is as quick from check() itself
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(PREFETCH_THREADS, thread_name_prefix="verify")
+        list(self._pool.map(self._confirm, todo.values()))
+
+    def _confirm(self, event: ImagePushEvent) -> None:
+        host, _, path = event.repository.partition("/")
+        credentials = self._candidates(event)[0]
+        clients = self._local.__dict__.setdefault("clients", {})
+        key = (host, credential_identity(credentials))
+        client = clients.get(key)
+        if client is None:
+            if len(clients) >= MAX_CLIENTS:
+                for old in clients.values():
+                    old.close()
+                clients.clear()
+            client = clients[key] = RegistryClient(host, credentials=credentials)
+        try:
+            digest = client.head_digest(path, event.tag)
+        except (RegistryNotFound, RegistryAuthError):
+            return
+        except RegistryError:
+            clients.pop(key, None)
+            client.close()
+            return
+        if digest == event.digest:
+            self._remember(event, digest)
+
     def check(self, event: ImagePushEvent) -> ImagePushEvent | None:
         """The event to act on (with the registry's digest), or None to drop it; raises
         RetryLater while the answer may still change."""
@@ -126,15 +182,8 @@ class WebhookVerifier:
         if self._already_confirmed(event):
             VERIFICATIONS.labels(host, "verified").inc()
             return event
-        candidates: list = []
-        for workload, _container in matches:
-            for found in self.credentials.for_workload(workload, event.repository):
-                if found not in candidates:
-                    candidates.append(found)
-        candidates.append(None)  # anonymous last: public repositories need no secret
-
         outcomes: list[str] = []
-        for credentials in candidates:
+        for credentials in self._candidates(event):
             client = self._client(host, credentials)
             try:
                 digest = client.head_digest(path, event.tag)

@@ -49,6 +49,33 @@ def test_events_round_trip_and_are_acknowledged(redis_url):
     assert all(before - 1 <= e.received_at <= time.time() + 1 for e in seen)
 
 
+def test_a_batch_is_prepared_whole_before_its_events_are_handled(redis_url):
+    """``prepare`` (webhook verification's parallel HEADs) sees a batch of queued events before
+    the first is handled; an entry that cannot be decoded, or a failing ``prepare``, changes
+    nothing for the others."""
+    client = redis.Redis.from_url(redis_url)
+    stream = f"test:{uuid.uuid4().hex}"
+    events = [ImagePushEvent("ghcr.io/a/b", f"1.{minor}.0", "sha256:" + "a" * 64)
+              for minor in range(3)]
+    eventqueue.publish(client, events, stream=stream)
+    client.xadd(stream, {"bogus": "entry"})  # not an event: _run drops it after its retries
+    log: list[tuple[str, object]] = []
+
+    def prepare(batch):
+        log.append(("prepare", [e.tag for e in batch]))
+        raise RuntimeError("a failing prepare is only a slower batch")
+
+    stop, thread = run_consumer(client, stream, lambda e: log.append(("handle", e.tag)),
+                                prepare=prepare)
+    try:
+        eventually(lambda: len([entry for entry in log if entry[0] == "handle"]) == 3)
+    finally:
+        stop.set()
+        thread.join(5)
+    assert log[:4] == [("prepare", ["1.0.0", "1.1.0", "1.2.0"]), ("handle", "1.0.0"),
+                       ("handle", "1.1.0"), ("handle", "1.2.0")]
+
+
 def test_failing_event_is_retried_then_dropped_after_the_cap(redis_url):
     client = redis.Redis.from_url(redis_url)
     stream = f"test:{uuid.uuid4().hex}"

@@ -386,3 +386,35 @@ def test_secure_cookies_are_on_outside_development(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          timeout=60)
     assert out.stdout.split() == ["False", "False"], out.stderr
+
+
+def test_a_batch_is_verified_in_parallel_and_judged_as_one_at_a_time(
+        testbed, namespace, token_registry_pusher, verifier):
+    """The operator's ``prefetch`` HEADs a burst's pushes at once: the real ones are answered
+    from it afterwards (even once the registry no longer serves them), and it confirms nothing
+    that ``check`` would not: a forged digest is still dropped, a tag not there yet retried."""
+    from operator_app.core.events import ImagePushEvent
+    from operator_app.eventqueue import RetryLater
+
+    cache, check = verifier
+    repository = f"public/{namespace}/app"
+    real = {tag: token_registry_pusher.push_image(repository, tag, f"release {tag}")
+            for tag in ("1.1.0", "1.2.0", "1.3.0")}
+    cache.upsert(public_workload(testbed, namespace, repository))
+    key = f"{testbed.token_registry}/{repository}"
+    now = time.time()
+    batch = [ImagePushEvent(key, tag, digest, received_at=now) for tag, digest in real.items()]
+    forged = ImagePushEvent(key, "1.1.0", "sha256:" + "0" * 64, received_at=now)
+    early = ImagePushEvent(key, "9.9.9", "sha256:" + "9" * 64, received_at=now)
+    check.prefetch([*batch, forged, early])
+
+    # The registry forgets 1.3.0: only the prefetched answer can confirm it now.
+    pusher = token_registry_pusher
+    gone = pusher._request("DELETE", f"{pusher.base}/v2/{repository}/manifests/{real['1.3.0']}",
+                           f"repository:{repository}:*")
+    assert gone.status_code == 202, gone.text
+    for event in batch:
+        assert check.check(event) is not None, event.tag
+    assert check.check(forged) is None
+    with pytest.raises(RetryLater):
+        check.check(early)
