@@ -54,7 +54,10 @@ def _retry(task, **options) -> Exception:
     fails it raises ``Reject(requeue=False)``, and the update is gone. That happens while the
     broker restarts (kombu's pool may then even hand out a half-closed connection, an
     AttributeError no publish retry policy covers). The message is put back instead: at once
-    when the broker answers, else after the visibility timeout, as for a killed worker."""
+    when the broker answers, else after the visibility timeout, as for a killed worker.
+
+    The retry keeps the run's ``ignore_result`` (Celery's retry does not carry it over)."""
+    options.setdefault("ignore_result", bool(task.request.ignore_result))
     try:
         return task.retry(**options)
     except Reject as refused:
@@ -63,9 +66,14 @@ def _retry(task, **options) -> Exception:
         return Reject(refused.reason, requeue=True)
 
 
-@shared_task(bind=True, acks_late=True, max_retries=None)
+@shared_task(bind=True, acks_late=True, max_retries=None, ignore_result=True)
 def apply_update_task(self, command: dict, transient_attempt: int = 0) -> dict:
     """Apply one update (``apply.apply_update``); returns ``{"outcome", "message"}``.
+
+    The result is not stored (``ignore_result``): nothing waits on it, the outcome is recorded
+    on the cluster (the workload, its Event, the UpdateRequest), and storing it cost every
+    update two more Redis round trips and a key kept for a day. A caller that wants it asks
+    with ``apply_async(..., ignore_result=False)`` (the tests do).
 
     ``command`` is an :class:`~operator_app.apply.UpdateCommand` as a message. ``deferred``
     re-queues the task for when the min-update-interval has passed; transient API errors are

@@ -446,23 +446,29 @@ def test_request_for_another_change_is_refused(kube_api, namespace):
 # --------------------------------------------------------------------------------------------
 
 
+def run_task(command: UpdateCommand) -> dict:
+    """The task on the real worker, its result asked for (the operator never waits on it)."""
+    return tasks.apply_update_task.apply_async(
+        kwargs={"command": command.to_message()}, ignore_result=False).get(timeout=60)
+
+
 def test_task_applies_through_a_real_worker(kube_api, namespace, celery_worker):
     obj = create(kube_api, namespace, "StatefulSet", "db", {"app": OLD},
                  {"headwind.sh/policy": "minor"})
     proposal = propose(kube_api, obj, NEW)
     approve_as_headwind(kube_api, namespace, proposal.name, "dave")
 
-    result = tasks.apply_update_task.delay(UpdateCommand(
+    result = run_task(UpdateCommand(
         "StatefulSet", namespace, "db", "app", NEW, expected_image=OLD,
         request=proposal.name, actor="dave",
-    ).to_message()).get(timeout=60)
+    ))
 
     assert result["outcome"] == "applied", result
     assert image_of(kube_api, namespace, "StatefulSet", "db") == NEW
     assert ur.get(kube_api, namespace, proposal.name)["status"]["phase"] in APPLIED
-    again = tasks.apply_update_task.delay(UpdateCommand(
+    again = run_task(UpdateCommand(
         kind="StatefulSet", namespace=namespace, name="db", container="app", new_image=NEW,
-    ).to_message()).get(timeout=60)
+    ))
     assert again == {"outcome": "already",
                      "message": f"StatefulSet {namespace}/db container app already runs {NEW}"}
 
@@ -475,8 +481,7 @@ def test_deferred_task_is_retried_when_the_interval_has_passed(kube_api, namespa
             "headwind.sh/last-update": ur.rfc3339(last)})
     started = time.monotonic()
 
-    result = tasks.apply_update_task.delay(
-        UpdateCommand("Deployment", namespace, "web", "app", NEW).to_message()).get(timeout=60)
+    result = run_task(UpdateCommand("Deployment", namespace, "web", "app", NEW))
 
     assert result["outcome"] == "applied", result
     assert time.monotonic() - started >= 1.5
