@@ -10,17 +10,12 @@ UpdateRequest mirror watching the cluster. Nothing is mocked.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import requests
 
-from tests.testbed import cluster
-from tests.testbed.fixtures import stop_processes
-from tests.waiting import eventually
+from tests.testbed.fixtures import serve_web, stop_processes
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("HEADWIND_CHROMIUM", "/usr/bin/chromium")
@@ -32,34 +27,12 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 
 @pytest.fixture(scope="session")
 def asgi_server(testbed, django_db_setup, tmp_path_factory) -> Iterator[str]:
-    """The web process on a free port, on the test database and the testbed; yields its base URL."""
+    """The web process on a free port, on the test database and the testbed; yields its base
+    URL."""
     from django.conf import settings
 
-    port = cluster.free_port()
-    log_path = tmp_path_factory.mktemp("web") / "web.log"
-    env = dict(os.environ, DJANGO_SETTINGS_MODULE="tests.settings",
-               HEADWIND_TEST_DB=settings.DATABASES["default"]["NAME"],
-               PYTHONPATH=str(REPO_ROOT), **testbed.env())
-    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)  # the server keeps Django's guard
-    with open(log_path, "wb") as log:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "headwind_site.web", "-b", "127.0.0.1", "-p", str(port)],
-            cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
-
-    def healthy() -> bool:
-        if server.poll() is not None:
-            pytest.fail(f"the web exited:\n{cluster.log_tail(log_path, 40)}")
-        return requests.get(f"{base}/healthz", timeout=2).status_code == 200
-
-    try:
-        eventually(healthy, 60, "the web answering /healthz", interval=0.2,
-                   retry_on=(requests.ConnectionError,))
-    except AssertionError as exc:
-        server.kill()
-        pytest.fail(f"the web did not start ({exc}):\n{cluster.log_tail(log_path, 40)}")
-    server.log_path = log_path
+    server, base = serve_web(testbed, tmp_path_factory.mktemp("web") / "web.log",
+                             HEADWIND_TEST_DB=settings.DATABASES["default"]["NAME"])
     yield base
     stop_processes(server)
 

@@ -10,17 +10,13 @@ no webhook token.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import redis
 import requests
 
-from tests.testbed import cluster
-from tests.testbed.fixtures import stop_processes
+from tests.testbed.fixtures import serve_web, stop_processes
 from tests.waiting import eventually
 
 pytestmark = [pytest.mark.testbed]
@@ -38,29 +34,12 @@ def _body(tag: str) -> bytes:
 @pytest.fixture(scope="module")
 def web(testbed, tmp_path_factory):
     """The web process as deploy/manifests/web.yaml runs it; yields (base URL, log, Redis)."""
-    port = cluster.free_port()
     log_path = tmp_path_factory.mktemp("web") / "web.log"
     redis_url = testbed.env()["REDIS_URL"].rsplit("/", 1)[0] + f"/{REDIS_DB}"
-    env = {**os.environ, **testbed.env()}
-    env.update(DJANGO_SETTINGS_MODULE="tests.settings", PYTHONPATH=str(REPO_ROOT),
-               REDIS_URL=redis_url, LOG_LEVEL="INFO",
-               ALLOWED_HOSTS=f"localhost,127.0.0.1,127.0.0.1:{port}",
-               HEADWIND_WEBHOOK_GENERIC_TOKEN=TOKEN, HEADWIND_WEBHOOK_QUAY_TOKEN=TOKEN)
-    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-    env.pop("HEADWIND_WEBHOOK_ALLOW_UNAUTHENTICATED", None)
-    with open(log_path, "wb") as log:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "headwind_site.web", "-b", "127.0.0.1", "-p", str(port)],
-            cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        if server.poll() is not None:
-            pytest.fail(f"web exited:\n{cluster.log_tail(log_path, 40)}")
-        return requests.get(f"{base}/healthz", timeout=2).status_code == 200
-
-    eventually(ready, 60, "the web answering /healthz", interval=0.1,
-               retry_on=(requests.ConnectionError,))
+    server, base = serve_web(testbed, log_path, REDIS_URL=redis_url, LOG_LEVEL="INFO",
+                             HEADWIND_WEBHOOK_GENERIC_TOKEN=TOKEN,
+                             HEADWIND_WEBHOOK_QUAY_TOKEN=TOKEN,
+                             HEADWIND_WEBHOOK_ALLOW_UNAUTHENTICATED="false")
     stream = redis.Redis.from_url(redis_url)
     stream.delete(STREAM)
     yield base, log_path, stream

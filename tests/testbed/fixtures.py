@@ -242,6 +242,34 @@ def celery_worker(testbed, django_db_setup, tmp_path_factory) -> Iterator[subpro
     stop_processes(worker)
 
 
+def serve_web(testbed, log_path: Path, **env: str) -> tuple[subprocess.Popen, str]:
+    """The shipped web process (``python -m headwind_site.web``) on a free port, with the test
+    settings, the testbed's environment and ``env``; returns it and its base URL once
+    ``/healthz`` answers. Stop it with :func:`stop_processes`."""
+    port = cluster.free_port()
+    full = {**os.environ, **testbed.env(), "DJANGO_SETTINGS_MODULE": "tests.settings",
+            "PYTHONPATH": str(REPO_ROOT), **env}
+    full.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)  # the server keeps Django's guard
+    with open(log_path, "wb") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "headwind_site.web", "-b", "127.0.0.1", "-p", str(port)],
+            cwd=REPO_ROOT, env=full, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+
+    def healthy() -> bool:
+        if server.poll() is not None:
+            pytest.fail(f"the web exited:\n{cluster.log_tail(log_path, 40)}")
+        return requests.get(f"{base}/healthz", timeout=2).status_code == 200
+
+    try:
+        eventually(healthy, 60, "the web answering /healthz", interval=0.1,
+                   retry_on=(requests.ConnectionError,))
+    except AssertionError as exc:
+        server.kill()
+        pytest.fail(f"the web did not start ({exc}):\n{cluster.log_tail(log_path, 40)}")
+    return server, base
+
+
 def stop_processes(*procs: subprocess.Popen, timeout: float = 15) -> None:
     """SIGTERM all, then wait; whatever is still running after ``timeout`` gets SIGKILL."""
     for proc in procs:
