@@ -10,6 +10,11 @@ handler that Django's ``LOGGING`` installs, whose filter redacts webhook tokens,
 line (``"POST /webhook/quay/<token>?token=… HTTP/1.1" 202``) leaves with ``***`` in their place.
 Forwarded headers are not trusted (``proxy_headers=False``): the client address stays the peer's,
 as approvals/auth.py's trusted-proxy check expects.
+
+httptools sets no limit on a request's head, and uvicorn keeps every header byte a client sends
+(150 MB of headers took the process to 231 MB), so :class:`BoundedHttpToolsProtocol` answers 431
+and closes the connection once a head passes ``MAX_HEAD_BYTES`` (daphne's Twisted stopped at
+16 KiB of headers). Bodies are bounded in headwind_site/asgi.py.
 """
 
 from __future__ import annotations
@@ -17,13 +22,58 @@ from __future__ import annotations
 import argparse
 import os
 
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+#: Request line plus headers. nginx's default for a whole head is 1 KiB, growing to 4 × 8 KiB;
+#: the largest heads Headwind sees are browsers' cookies and OIDC redirects, far below this.
+MAX_HEAD_BYTES = 64 * 1024
+_REFUSAL = b"request head too large"
+_TOO_LARGE = (b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+              b"content-type: text/plain; charset=utf-8\r\n"
+              b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(_REFUSAL), _REFUSAL))
+
+
+class BoundedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, refusing a request head larger than ``MAX_HEAD_BYTES``.
+
+    Bytes are counted per chunk read while a head is incomplete; the chunk in which a request
+    begins is not counted (it may end a previous request's body), so what is held before the
+    refusal is at most the limit plus one read."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._in_head = False
+        self._head_bytes = 0
+        self._began = False
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._in_head, self._head_bytes, self._began = True, 0, True
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        super().on_headers_complete()
+
+    def data_received(self, data: bytes) -> None:
+        self._began = False
+        super().data_received(data)
+        if not self._in_head or self._began or self.transport.is_closing():
+            return
+        self._head_bytes += len(data)
+        if self._head_bytes > MAX_HEAD_BYTES:
+            self.logger.warning("request head over %d bytes from %s; refused", MAX_HEAD_BYTES,
+                                self.client[0] if self.client else "?")
+            self.transport.write(_TOO_LARGE)
+            self.transport.close()
+
+
 
 def config(host: str, port: int, *, access_log: bool = True):
     import uvicorn
 
     return uvicorn.Config(
         "headwind_site.asgi:application", host=host, port=port, loop="uvloop",
-        http="httptools", ws="websockets-sansio", lifespan="off", log_config=None,
+        http=BoundedHttpToolsProtocol, ws="websockets-sansio", lifespan="off", log_config=None,
         access_log=access_log, proxy_headers=False, server_header=False,
         timeout_graceful_shutdown=20)
 

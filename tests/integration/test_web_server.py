@@ -33,7 +33,8 @@ def _body(tag: str) -> bytes:
 
 @pytest.fixture(scope="module")
 def web(testbed, tmp_path_factory):
-    """The web process as deploy/manifests/web.yaml runs it; yields (base URL, log, Redis)."""
+    """The web process as deploy/manifests/web.yaml runs it; yields (base URL, log, Redis, its
+    process ID)."""
     log_path = tmp_path_factory.mktemp("web") / "web.log"
     redis_url = testbed.env()["REDIS_URL"].rsplit("/", 1)[0] + f"/{REDIS_DB}"
     server, base = serve_web(testbed, log_path, REDIS_URL=redis_url, LOG_LEVEL="INFO",
@@ -42,7 +43,7 @@ def web(testbed, tmp_path_factory):
                              HEADWIND_WEBHOOK_ALLOW_UNAUTHENTICATED="false")
     stream = redis.Redis.from_url(redis_url)
     stream.delete(STREAM)
-    yield base, log_path, stream
+    yield base, log_path, stream, server.pid
     stop_processes(server)
     stream.delete(STREAM)
 
@@ -52,7 +53,7 @@ def _queued_tags(stream: redis.Redis) -> list[str]:
 
 
 def test_deliveries_are_queued_and_their_tokens_never_logged(web):
-    base, log_path, stream = web
+    base, log_path, stream, _pid = web
     by_query = requests.post(f"{base}/webhook/generic?token={TOKEN}", data=_body("1.0.1"),
                              headers={"Content-Type": "application/json"}, timeout=10)
     by_header = requests.post(f"{base}/webhook/generic", data=_body("1.0.2"), timeout=10,
@@ -80,7 +81,7 @@ def test_deliveries_are_queued_and_their_tokens_never_logged(web):
                                   "too large", "too large, chunked", "not JSON",
                                   "bad length"])
 def test_refused_deliveries_get_a_4xx_and_queue_nothing(web, case):
-    base, _log, stream = web
+    base, _log, stream, _pid = web
     before = stream.xlen(STREAM)
     url, headers = f"{base}/webhook/generic", {"Content-Type": "application/json",
                                                 "Authorization": f"Bearer {TOKEN}"}
@@ -127,7 +128,7 @@ def _bad_content_length(base: str, stream: redis.Redis, before: int) -> None:
 
 
 def test_what_the_short_path_does_not_take_gets_djangos_answer(web):
-    base, _log, stream = web
+    base, _log, stream, _pid = web
     before = stream.xlen(STREAM)
     get = requests.get(f"{base}/webhook/generic", timeout=10)
     assert get.status_code == 405 and "POST" in get.headers["Allow"]
@@ -144,3 +145,76 @@ def test_what_the_short_path_does_not_take_gets_djangos_answer(web):
     # Pages still come through Django and its middleware.
     login = requests.get(f"{base}/admin/login/", timeout=10)
     assert login.status_code == 200 and "Content-Security-Policy" in login.headers
+
+
+def _raw(base: str, head: bytes, chunks=(), *, timeout: float = 20) -> bytes:
+    """Send ``head`` (and ``chunks``) on one connection; the server's answer, up to 64 KiB."""
+    import socket
+
+    port = int(base.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        try:
+            sock.sendall(head)
+            for chunk in chunks:
+                sock.sendall(chunk)
+        except OSError:  # the server refused and closed while we were still sending
+            pass
+        answer = b""
+        try:
+            while len(answer) < 65536:
+                data = sock.recv(65536)
+                if not data:
+                    break
+                answer += data
+        except OSError:
+            pass
+    return answer
+
+
+@pytest.mark.parametrize("shape", ["many headers", "one endless header", "endless URL"])
+def test_an_oversized_request_head_is_refused_and_the_server_stays_small(web, shape):
+    """httptools keeps every header byte it is sent; the web refuses a head over 64 KiB with
+    431 and closes, instead of growing by whatever a client sends (tens of MB here)."""
+    base, log_path, _stream, pid = web
+
+    def rss() -> int:
+        status = Path(f"/proc/{pid}/status").read_text()
+        return int(status.split("VmRSS:")[1].split()[0]) * 1024
+
+    before = rss()
+    filler = b"a" * 8192
+    if shape == "many headers":
+        head = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        chunks = (b"X-Filler-%d: %s\r\n" % (i, filler) for i in range(4000))
+    elif shape == "one endless header":
+        head = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Filler: "
+        chunks = (filler for _ in range(4000))
+    else:
+        head = b"GET /healthz?x="
+        chunks = (filler for _ in range(4000))
+    answer = _raw(base, head, chunks)
+    assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
+    assert rss() - before < 16 * 1024 * 1024
+    assert requests.get(f"{base}/healthz", timeout=10).status_code == 200
+    assert "request head over 65536 bytes" in log_path.read_text()
+
+
+@pytest.mark.parametrize("declared", [True, False], ids=["Content-Length", "chunked"])
+def test_an_oversized_body_is_refused_before_it_is_stored(web, declared):
+    """A 100 MiB form post: 413 at once when declared, and once 8 MiB have come when chunked;
+    Django never spools it to disk."""
+    base, _log, _stream, _pid = web
+    chunk = b"a" * 65536
+    if declared:
+        head = (b"POST /admin/login/ HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                b"Content-Type: application/x-www-form-urlencoded\r\n"
+                b"Content-Length: %d\r\n\r\n" % (100 * 1024 * 1024))
+        answer = _raw(base, head)  # nothing of the body sent: the answer comes anyway
+    else:
+        head = (b"POST /admin/login/ HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                b"Content-Type: application/x-www-form-urlencoded\r\n"
+                b"Transfer-Encoding: chunked\r\n\r\n")
+        answer = _raw(base, head, (b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(1600)))
+    assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
+    assert b"request body too large" in answer
+    assert requests.get(f"{base}/healthz", timeout=10).status_code == 200
