@@ -14,12 +14,16 @@ as approvals/auth.py's trusted-proxy check expects.
 httptools sets no limit on a request's head, and uvicorn keeps every header byte a client sends
 (150 MB of headers took the process to 231 MB), so :class:`BoundedHttpToolsProtocol` answers 431
 and closes the connection once a head passes ``MAX_HEAD_BYTES`` (daphne's Twisted stopped at
-16 KiB of headers). Bodies are bounded in headwind_site/asgi.py.
+16 KiB of headers). uvicorn also waits for ever for a head that never ends (its keep-alive
+timeout runs only between requests): a head not complete ``HEAD_TIMEOUT_SECONDS`` after the
+connection opened or the request began gets 408 and the connection is closed, so slowly
+trickled heads cannot hold connections open. Bodies are bounded in headwind_site/asgi.py.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -27,14 +31,19 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 #: Request line plus headers. nginx's default for a whole head is 1 KiB, growing to 4 × 8 KiB;
 #: the largest heads Headwind sees are browsers' cookies and OIDC redirects, far below this.
 MAX_HEAD_BYTES = 64 * 1024
+HEAD_TIMEOUT_SECONDS = 10.0
 _REFUSAL = b"request head too large"
 _TOO_LARGE = (b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
               b"content-type: text/plain; charset=utf-8\r\n"
               b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(_REFUSAL), _REFUSAL))
+_TIMEOUT = b"request head not received in time"
+_TIMED_OUT = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\n"
+              b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(_TIMEOUT), _TIMEOUT))
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol, refusing a request head larger than ``MAX_HEAD_BYTES``.
+    """uvicorn's httptools protocol, refusing a request head larger than ``MAX_HEAD_BYTES`` or
+    slower than ``HEAD_TIMEOUT_SECONDS``.
 
     Bytes are counted per chunk read while a head is incomplete; the chunk in which a request
     begins is not counted (it may end a previous request's body), so what is held before the
@@ -45,14 +54,40 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._in_head = False
         self._head_bytes = 0
         self._began = False
+        self._head_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._start_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_head_timer()
+        super().connection_lost(exc)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._in_head, self._head_bytes, self._began = True, 0, True
+        if self._head_timer is None:
+            self._start_head_timer()
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        self._stop_head_timer()
         super().on_headers_complete()
+
+    def _start_head_timer(self) -> None:
+        self._head_timer = self.loop.call_later(HEAD_TIMEOUT_SECONDS, self._head_timed_out)
+
+    def _stop_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if not self.transport.is_closing():
+            self.transport.write(_TIMED_OUT)
+            self.transport.close()
 
     def data_received(self, data: bytes) -> None:
         self._began = False

@@ -218,3 +218,29 @@ def test_an_oversized_body_is_refused_before_it_is_stored(web, declared):
     assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
     assert b"request body too large" in answer
     assert requests.get(f"{base}/healthz", timeout=10).status_code == 200
+
+
+def test_a_head_that_never_ends_is_closed_after_the_timeout(web):
+    """Slowly trickled heads cannot hold connections for ever: 408 and close after
+    HEAD_TIMEOUT_SECONDS, for a connection that sent part of a head and one that sent nothing;
+    a complete request on a kept-alive connection is not affected."""
+    import socket
+    import time
+
+    from headwind_site.web import HEAD_TIMEOUT_SECONDS
+
+    base, _log, _stream, _pid = web
+    port = int(base.rsplit(":", 1)[1])
+    started = time.monotonic()
+    partial = _raw(base, b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: a",
+                   timeout=HEAD_TIMEOUT_SECONDS + 20)
+    assert partial.startswith(b"HTTP/1.1 408 "), partial[:200]
+    assert time.monotonic() - started >= HEAD_TIMEOUT_SECONDS - 0.5
+    silent = _raw(base, b"", timeout=HEAD_TIMEOUT_SECONDS + 20)
+    assert silent.startswith(b"HTTP/1.1 408 "), silent[:200]
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        request = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+        for _ in range(2):
+            sock.sendall(request)
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
