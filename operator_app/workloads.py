@@ -16,6 +16,7 @@ time.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -112,11 +113,10 @@ class PodTemplateKind(TargetKind):
 
     def containers(self, obj: dict, sources: SourceLookup = _no_sources) -> list[ContainerImage]:
         spec = self.pod_spec(obj)
-        found = [ContainerImage(c["name"], c.get("image", ""), True)
+        found = [ContainerImage(_intern(c["name"]), c.get("image", ""), True)
                  for c in spec.get("initContainers") or []]
-        found += [
-            ContainerImage(c["name"], c.get("image", "")) for c in spec.get("containers") or []
-        ]
+        found += [ContainerImage(_intern(c["name"]), c.get("image", ""))
+                  for c in spec.get("containers") or []]
         return found
 
     def parse_artifact(self, reference: str) -> ImageRef:
@@ -320,10 +320,12 @@ class WorkloadProjection:
     last_changes: tuple[tuple[str, str, str, str, str], ...] = ()
     #: Per slot, the state of the rollout Headwind follows or followed: (slot, state).
     rollout_states: tuple[tuple[str, str], ...] = ()
+    #: (kind, namespace, name), made once: the cache and the inventory keep it in their
+    #: indexes, one tuple per workload instead of one per use.
+    key: tuple[str, str, str] = field(init=False, compare=False, repr=False)
 
-    @property
-    def key(self) -> tuple[str, str, str]:
-        return (self.kind, self.namespace, self.name)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", (self.kind, self.namespace, self.name))
 
     @property
     def annotation_map(self) -> dict[str, str]:
@@ -341,27 +343,53 @@ def project(kind: TargetKind, obj: dict,
     annotations = meta.get("annotations") or {}
     if "headwind.sh/policy" not in annotations:
         return None
-    ours = tuple(sorted((k, v) for k, v in annotations.items() if k.startswith(ANNOTATION_PREFIX)
-                        and k not in NOT_PROJECTED))
+    ours = _shared(tuple(sorted((k, v) for k, v in annotations.items()
+                                if k.startswith(ANNOTATION_PREFIX) and k not in NOT_PROJECTED)))
     namespace, secrets, account = kind.credentials(obj, sources)
     chart_source = kind.source(obj, sources) if isinstance(kind, HelmReleaseKind) else None
     last_changes, rollout_states = _records(annotations)
+    own_namespace = _intern(meta.get("namespace", ""))
     return WorkloadProjection(
         kind=kind.kind,
-        namespace=meta.get("namespace", ""),
+        namespace=own_namespace,
         name=meta.get("name", ""),
         uid=meta.get("uid", ""),
         resource_version=meta.get("resourceVersion", ""),
         annotations=ours,
         containers=tuple(kind.containers(obj, sources)),
-        pull_secrets=secrets,
-        service_account=account,
-        credentials_namespace="" if namespace == meta.get("namespace", "") else namespace,
+        pull_secrets=tuple(_intern(secret) for secret in secrets),
+        service_account=_intern(account),
+        credentials_namespace="" if namespace == own_namespace else _intern(namespace),
         source=(chart_source.kind, chart_source.namespace, chart_source.name)
         if chart_source is not None else None,
         last_changes=last_changes,
         rollout_states=rollout_states,
     )
+
+
+def _intern(text):
+    """Namespaces, container names, ServiceAccounts, pull secrets: a handful of values shared by
+    thousands of workloads, one string each (a str from JSON is a new object every time)."""
+    return sys.intern(text) if type(text) is str else text
+
+
+#: Equal annotation sets, one tuple: 10,000 workloads often share a handful. Bounded: a set seen
+#: once is only a reference here, and the whole table is let go when it is full.
+_ANNOTATION_SETS: dict[tuple, tuple] = {}
+_ANNOTATION_SETS_MAX = 4096
+
+
+def _shared(annotations: tuple) -> tuple:
+    if not annotations:
+        return ()
+    try:
+        return _ANNOTATION_SETS[annotations]
+    except KeyError:
+        pass
+    if len(_ANNOTATION_SETS) >= _ANNOTATION_SETS_MAX:
+        _ANNOTATION_SETS.clear()
+    _ANNOTATION_SETS[annotations] = annotations
+    return annotations
 
 
 def _records(annotations: dict) -> tuple[tuple, tuple]:
