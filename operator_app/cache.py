@@ -34,10 +34,11 @@ class WorkloadCache:
         self._lock = threading.Lock()
         self._listeners: list[Callable[[Key], None]] = []
         self._items: dict[Key, WorkloadProjection] = {}
-        #: repository -> its (workload key, slot) entries: a tuple while there are a few (most
-        #: repositories have one), a set beyond :data:`_FEW`. 10,000 one-element sets and the
-        #: tuples to find them again were a fifth of the operator's memory.
-        self._index: dict[str, tuple[Entry, ...] | set[Entry]] = {}
+        #: repository -> its (workload key, slot) entries: the entry itself when there is one
+        #: (most repositories), a tuple while there are a few, a set beyond :data:`_FEW`.
+        #: 10,000 one-element sets and the tuples to find them again were a fifth of the
+        #: operator's memory.
+        self._index: dict[str, Entry | tuple[Entry, ...] | set[Entry]] = {}
         self._counts: dict[str, int] = defaultdict(int)
 
     def __len__(self) -> int:
@@ -85,14 +86,14 @@ class WorkloadCache:
     def _add(self, repository: str, entry: Entry) -> None:
         entries = self._index.get(repository)
         if entries is None:
-            self._index[repository] = (entry,)
+            self._index[repository] = entry
         elif isinstance(entries, set):
             entries.add(entry)
-        elif entry not in entries:
-            if len(entries) < _FEW:
-                self._index[repository] = (*entries, entry)
-            else:
-                self._index[repository] = {*entries, entry}
+        else:
+            entries = _entries(entries)
+            if entry not in entries:
+                self._index[repository] = ((*entries, entry) if len(entries) < _FEW
+                                           else {*entries, entry})
 
     def remove(self, key: Key) -> None:
         with self._lock:
@@ -114,7 +115,7 @@ class WorkloadCache:
     def matches(self, repository: str) -> list[tuple[WorkloadProjection, ContainerImage]]:
         with self._lock:
             found = []
-            for key, container_name in self._index.get(repository, ()):
+            for key, container_name in _entries(self._index.get(repository, ())):
                 item = self._items[key]
                 for container in item.containers:
                     if container.name == container_name:
@@ -137,10 +138,17 @@ class WorkloadCache:
             if isinstance(entries, set):
                 entries.discard(entry)
             else:
-                entries = tuple(e for e in entries if e != entry)
-                self._index[repository] = entries
+                entries = tuple(e for e in _entries(entries) if e != entry)
+                self._index[repository] = entries[0] if len(entries) == 1 else entries
             if not entries:
                 del self._index[repository]
+
+
+def _entries(found):
+    """A repository's entries as a tuple or set: one entry is kept bare, not in a 1-tuple."""
+    if isinstance(found, set) or not found or type(found[1]) is not str:
+        return found
+    return (found,)
 
 
 def _repository(kind: str, container: ContainerImage, quiet: bool = False) -> str | None:

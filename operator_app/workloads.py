@@ -113,9 +113,9 @@ class PodTemplateKind(TargetKind):
 
     def containers(self, obj: dict, sources: SourceLookup = _no_sources) -> list[ContainerImage]:
         spec = self.pod_spec(obj)
-        found = [ContainerImage(_intern(c["name"]), c.get("image", ""), True)
+        found = [_shared(ContainerImage(_intern(c["name"]), c.get("image", ""), True))
                  for c in spec.get("initContainers") or []]
-        found += [ContainerImage(_intern(c["name"]), c.get("image", ""))
+        found += [_shared(ContainerImage(_intern(c["name"]), c.get("image", "")))
                   for c in spec.get("containers") or []]
         return found
 
@@ -373,23 +373,24 @@ def _intern(text):
     return sys.intern(text) if type(text) is str else text
 
 
-#: Equal annotation sets, one tuple: 10,000 workloads often share a handful. Bounded: a set seen
-#: once is only a reference here, and the whole table is let go when it is full.
-_ANNOTATION_SETS: dict[tuple, tuple] = {}
-_ANNOTATION_SETS_MAX = 4096
+#: Equal annotation sets and equal slots (a sidecar's name and image), one object each: 10,000
+#: workloads often share a handful. Immutable values, so sharing them changes nothing but memory.
+#: Bounded: a value seen once is only a reference here, and the table is let go when full.
+_SHARED: dict = {}
+_SHARED_MAX = 4096
 
 
-def _shared(annotations: tuple) -> tuple:
-    if not annotations:
-        return ()
+def _shared(value):
+    if not value:
+        return value
     try:
-        return _ANNOTATION_SETS[annotations]
+        return _SHARED[value]
     except KeyError:
         pass
-    if len(_ANNOTATION_SETS) >= _ANNOTATION_SETS_MAX:
-        _ANNOTATION_SETS.clear()
-    _ANNOTATION_SETS[annotations] = annotations
-    return annotations
+    if len(_SHARED) >= _SHARED_MAX:
+        _SHARED.clear()
+    _SHARED[value] = value
+    return value
 
 
 def _records(annotations: dict) -> tuple[tuple, tuple]:
