@@ -146,9 +146,9 @@ class WorkloadCache:
 
 def _entries(found):
     """A repository's entries as a tuple or set: one entry is kept bare, not in a 1-tuple."""
-    if isinstance(found, set) or not found or type(found[1]) is not str:
-        return found
-    return (found,)
+    if isinstance(found, set) or not found or not isinstance(found[0][0], str):
+        return found  # a set, a tuple of entries (their first item is a key), or nothing
+    return (found,)  # one entry: its first item is the key, whose first item is the kind
 
 
 def _repository(kind: str, container: ContainerImage, quiet: bool = False) -> str | None:
