@@ -255,6 +255,29 @@ def wait_worker_ready(worker: Proc, timeout: float = 60) -> float:
 # --- the testbed and its workloads -------------------------------------------------------------
 
 
+def opted_in_deployment(index: int) -> dict:
+    """One of the benchmarks' opted-in Deployments, as sent to the API server: an init
+    container, the app with some environment, a shared sidecar (bench/footprint.py creates
+    them; bench/fanout.py adds what the server would set)."""
+    name = f"svc-{index}"
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "labels": {"app": name, "tier": "web"},
+                     "annotations": {"headwind.sh/policy": ("minor", "patch", "major")[index % 3],
+                                     "headwind.sh/require-approval": "true"}},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": name}},
+                 "template": {"metadata": {"labels": {"app": name}}, "spec": {
+                     "initContainers": [{
+                         "name": "migrate",
+                         "image": f"registry.example.com/team/{name}-migrate:1.2.3"}],
+                     "containers": [
+                         {"name": "app", "image": f"registry.example.com/team/{name}:1.2.3",
+                          "env": [{"name": f"VAR_{n}", "value": "info"} for n in range(5)]},
+                         {"name": "sidecar", "image": "docker.io/envoyproxy/envoy:v1.30.1"},
+                     ]}}},
+    }
+
+
 def own_testbed(directory: Path, notify_urls: list[str] | None = None) -> cluster.TestbedState:
     """A minimal testbed of this benchmark's own (stopped with :func:`stop_testbed`); the
     registry notifies ``notify_urls``."""

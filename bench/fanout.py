@@ -24,6 +24,8 @@ import django  # noqa: E402
 
 django.setup()
 
+from _harness import opted_in_deployment  # noqa: E402
+
 from operator_app.cache import WorkloadCache  # noqa: E402
 from operator_app.core.events import ImagePushEvent  # noqa: E402
 from operator_app.engine import Engine  # noqa: E402
@@ -42,28 +44,14 @@ class CountingDispatcher:
 
 
 def deployment(index: int) -> dict:
-    name = f"svc-{index}"
-    return {
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {
-            "name": name, "namespace": f"team-{index % 50}", "uid": f"uid-{index}",
-            "resourceVersion": str(1000 + index), "labels": {"app": name, "tier": "web"},
-            "annotations": {"headwind.sh/policy": ("minor", "patch", "major")[index % 3],
-                            "headwind.sh/require-approval": "true",
-                            "deployment.kubernetes.io/revision": "3"},
-        },
-        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": name}},
-                 "template": {"metadata": {"labels": {"app": name}}, "spec": {
-                     "initContainers": [{
-                         "name": "migrate",
-                         "image": f"registry.example.com/team/{name}-migrate:1.2.3"}],
-                     "containers": [
-                         {"name": "app", "image": f"registry.example.com/team/{name}:1.2.3",
-                          "env": [{"name": "LOG_LEVEL", "value": "info"}] * 5},
-                         {"name": "sidecar", "image": "docker.io/envoyproxy/envoy:v1.30.1"},
-                     ]}}},
-        "status": {"replicas": 2, "readyReplicas": 2},
-    }
+    """The benchmarks' Deployment as the API server would answer it (namespace, uid,
+    resourceVersion, revision and status set)."""
+    obj = opted_in_deployment(index)
+    obj["metadata"].update(namespace=f"team-{index % 50}", uid=f"uid-{index}",
+                           resourceVersion=str(1000 + index))
+    obj["metadata"]["annotations"]["deployment.kubernetes.io/revision"] = "3"
+    obj["status"] = {"replicas": 2, "readyReplicas": 2}
+    return obj
 
 
 def rss_mb() -> float:

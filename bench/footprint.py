@@ -51,6 +51,7 @@ from _harness import (  # noqa: E402
     MIB,
     Cluster,
     Proc,
+    opted_in_deployment,
     production_env,
     shipped_commands,
     tree_memory,
@@ -70,30 +71,10 @@ def create_workloads(kube: Cluster, start: int, stop: int, namespaces: int = 50)
     for index in range(namespaces):
         kube.namespace(f"team-{index}")
     return kube.create_all((f"/apis/apps/v1/namespaces/team-{i % namespaces}/deployments",
-                            deployment(i)) for i in range(start, stop))
+                            opted_in_deployment(i)) for i in range(start, stop))
 
 
 # --- the cluster's workloads -----------------------------------------------------------------
-
-
-def deployment(index: int) -> dict:
-    name = f"svc-{index}"
-    return {
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": name, "labels": {"app": name, "tier": "web"},
-                     "annotations": {"headwind.sh/policy": ("minor", "patch", "major")[index % 3],
-                                     "headwind.sh/require-approval": "true"}},
-        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": name}},
-                 "template": {"metadata": {"labels": {"app": name}}, "spec": {
-                     "initContainers": [{
-                         "name": "migrate",
-                         "image": f"registry.example.com/team/{name}-migrate:1.2.3"}],
-                     "containers": [
-                         {"name": "app", "image": f"registry.example.com/team/{name}:1.2.3",
-                          "env": [{"name": f"VAR_{n}", "value": "info"} for n in range(5)]},
-                         {"name": "sidecar", "image": "docker.io/envoyproxy/envoy:v1.30.1"},
-                     ]}}},
-    }
 
 
 def wait_synced(operator: Proc, workloads: int, timeout: float = 120) -> float:
