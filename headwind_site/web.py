@@ -32,13 +32,16 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 #: the largest heads Headwind sees are browsers' cookies and OIDC redirects, far below this.
 MAX_HEAD_BYTES = 64 * 1024
 HEAD_TIMEOUT_SECONDS = 10.0
-_REFUSAL = b"request head too large"
-_TOO_LARGE = (b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
-              b"content-type: text/plain; charset=utf-8\r\n"
-              b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(_REFUSAL), _REFUSAL))
-_TIMEOUT = b"request head not received in time"
-_TIMED_OUT = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\n"
-              b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(_TIMEOUT), _TIMEOUT))
+
+
+def _closing_answer(status: bytes, text: bytes) -> bytes:
+    """A whole plain-text response after which the connection is closed."""
+    return (b"HTTP/1.1 %s\r\ncontent-type: text/plain; charset=utf-8\r\n"
+            b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (status, len(text), text))
+
+
+_TOO_LARGE = _closing_answer(b"431 Request Header Fields Too Large", b"request head too large")
+_TIMED_OUT = _closing_answer(b"408 Request Timeout", b"request head not received in time")
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):

@@ -76,36 +76,47 @@ MAX_CONFIRMED = 10_000
 PREFETCH_THREADS = 4
 
 
+class _Clients:
+    """Registry clients kept per host and credential set, the least recently used closed past
+    ``MAX_CLIENTS``. One for :meth:`WebhookVerifier.check`, one per prefetch thread: a client
+    (its HTTP session) is used by one thread only."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._kept: OrderedDict[tuple[str, str], RegistryClient] = OrderedDict()
+
+    def get(self, host: str, credentials) -> RegistryClient:
+        key = (host, credential_identity(credentials))
+        with self._lock:
+            client = self._kept.get(key)
+            if client is not None:
+                self._kept.move_to_end(key)
+                return client
+            client = self._kept[key] = RegistryClient(host, credentials=credentials)
+            while len(self._kept) > MAX_CLIENTS:
+                _key, old = self._kept.popitem(last=False)
+                old.close()
+            return client
+
+    def drop(self, host: str, credentials) -> None:
+        """Close it (its connection may be what failed); the next ``get`` makes a new one."""
+        with self._lock:
+            client = self._kept.pop((host, credential_identity(credentials)), None)
+        if client is not None:
+            client.close()
+
+
 class WebhookVerifier:
     def __init__(self, cache: WorkloadCache, credentials: CredentialStore) -> None:
         self.cache = cache
         self.credentials = credentials
         self._lock = threading.Lock()
-        self._clients: OrderedDict[tuple[str, str], RegistryClient] = OrderedDict()
+        self._clients = _Clients()
         #: (repository, tag) -> (digest, monotonic time confirmed): only the last digest of a
         #: tag counts, so a replay of an older push is still asked about (and refused).
         self._confirmed: OrderedDict[tuple[str, str], tuple[str, float]] = OrderedDict()
         self._pool: ThreadPoolExecutor | None = None
         self._local = threading.local()  # the prefetch threads' own registry clients
-
-    def _client(self, host: str, credentials) -> RegistryClient:
-        key = (host, credential_identity(credentials))
-        with self._lock:
-            client = self._clients.get(key)
-            if client is not None:
-                self._clients.move_to_end(key)
-                return client
-            client = self._clients[key] = RegistryClient(host, credentials=credentials)
-            while len(self._clients) > MAX_CLIENTS:
-                _key, old = self._clients.popitem(last=False)
-                old.close()
-            return client
-
-    def _drop_client(self, host: str, credentials) -> None:
-        with self._lock:
-            client = self._clients.pop((host, credential_identity(credentials)), None)
-        if client is not None:
-            client.close()
 
     def _already_confirmed(self, event: ImagePushEvent) -> bool:
         if not event.digest:
@@ -150,22 +161,13 @@ class WebhookVerifier:
     def _confirm(self, event: ImagePushEvent) -> None:
         host, _, path = event.repository.partition("/")
         credentials = self._candidates(event)[0]
-        clients = self._local.__dict__.setdefault("clients", {})
-        key = (host, credential_identity(credentials))
-        client = clients.get(key)
-        if client is None:
-            if len(clients) >= MAX_CLIENTS:
-                for old in clients.values():
-                    old.close()
-                clients.clear()
-            client = clients[key] = RegistryClient(host, credentials=credentials)
+        clients = self._local.__dict__.setdefault("clients", _Clients())
         try:
-            digest = client.head_digest(path, event.tag)
+            digest = clients.get(host, credentials).head_digest(path, event.tag)
         except (RegistryNotFound, RegistryAuthError):
             return
         except RegistryError:
-            clients.pop(key, None)
-            client.close()
+            clients.drop(host, credentials)
             return
         if digest == event.digest:
             self._remember(event, digest)
@@ -184,21 +186,21 @@ class WebhookVerifier:
             return event
         outcomes: list[str] = []
         for credentials in self._candidates(event):
-            client = self._client(host, credentials)
+            client = self._clients.get(host, credentials)
             try:
                 digest = client.head_digest(path, event.tag)
             except RegistryNotFound:
                 outcomes.append("missing")
                 continue  # another credential may see a repository this one cannot
             except (RegistryServerError, RegistryRateLimited) as exc:
-                self._drop_client(host, credentials)
+                self._clients.drop(host, credentials)
                 return self._unreachable(event, host, exc)
             except RegistryAuthError:
                 outcomes.append("refused")
                 continue
             except RegistryError as exc:
                 log.warning("verifying %s:%s: %s", event.repository, event.tag, exc)
-                self._drop_client(host, credentials)
+                self._clients.drop(host, credentials)
                 outcomes.append("error")
                 continue
             if event.digest and digest != event.digest:

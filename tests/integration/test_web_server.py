@@ -114,14 +114,9 @@ def test_refused_deliveries_get_a_4xx_and_queue_nothing(web, case):
 
 def _bad_content_length(base: str, stream: redis.Redis, before: int) -> None:
     """A Content-Length the server cannot believe: a 4xx from someone, never a 5xx."""
-    import socket
-
-    port = int(base.rsplit(":", 1)[1])
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(b"POST /webhook/generic HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                     b"Content-Length: -5\r\nAuthorization: Bearer " + TOKEN.encode()
-                     + b"\r\n\r\n")
-        status_line = sock.recv(4096).split(b"\r\n", 1)[0]
+    status_line = _raw(base, b"POST /webhook/generic HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                            b"Content-Length: -5\r\nAuthorization: Bearer " + TOKEN.encode()
+                            + b"\r\n\r\n", timeout=10).split(b"\r\n", 1)[0]
     status = int(status_line.split()[1])
     assert 400 <= status < 500, status_line
     assert stream.xlen(STREAM) == before
@@ -224,7 +219,7 @@ def test_a_head_that_never_ends_is_closed_after_the_timeout(web):
     """Slowly trickled heads cannot hold connections for ever: 408 and close after
     HEAD_TIMEOUT_SECONDS, for a connection that sent part of a head and one that sent nothing;
     a complete request on a kept-alive connection is not affected."""
-    import socket
+    import http.client
     import time
 
     from headwind_site.web import HEAD_TIMEOUT_SECONDS
@@ -239,8 +234,15 @@ def test_a_head_that_never_ends_is_closed_after_the_timeout(web):
     silent = _raw(base, b"", timeout=HEAD_TIMEOUT_SECONDS + 20)
     assert silent.startswith(b"HTTP/1.1 408 "), silent[:200]
 
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        request = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    kept = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        sockets = []
         for _ in range(2):
-            sock.sendall(request)
-            assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
+            kept.request("GET", "/healthz")
+            answer = kept.getresponse()
+            answer.read()  # the whole response, so the next one starts clean
+            assert answer.status == 200
+            sockets.append(kept.sock)
+        assert sockets[0] is sockets[1]  # the same kept-alive connection
+    finally:
+        kept.close()
